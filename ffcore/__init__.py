@@ -1,0 +1,84 @@
+"""FFLib core: interfaces, registries, the plugin manager, training and the CLI.
+
+Concrete layers, models, datasets and the rest are plugins (see ``ffplugins`` for the
+built-ins); this package only defines what they implement and how they are found.
+"""
+
+from importlib import metadata
+
+from ffcore.components import KINDS, ComponentSpec, Registry
+from ffcore.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FFLibError,
+    InvalidValueError,
+    PluginError,
+    UnknownComponentError,
+)
+from ffcore.hookspecs import hookimpl, hookspec
+from ffcore.plugin_manager import FFPluginManager, configure_plugins, get_plugin_manager
+from ffcore.registry import (
+    create_component,
+    create_goodness,
+    create_layer,
+    create_loss,
+    create_model,
+    create_negatives,
+    create_probe,
+    get_component,
+    get_preset,
+    list_components,
+    list_datasets,
+    list_goodness,
+    list_layers,
+    list_losses,
+    list_models,
+    list_negatives,
+    list_presets,
+    list_probes,
+    load_dataset,
+)
+
+try:
+    __version__ = metadata.version("fflib")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "KINDS",
+    "CheckpointError",
+    "ComponentSpec",
+    "ConfigError",
+    "DataError",
+    "FFLibError",
+    "FFPluginManager",
+    "InvalidValueError",
+    "PluginError",
+    "Registry",
+    "UnknownComponentError",
+    "__version__",
+    "configure_plugins",
+    "create_component",
+    "create_goodness",
+    "create_layer",
+    "create_loss",
+    "create_model",
+    "create_negatives",
+    "create_probe",
+    "get_component",
+    "get_plugin_manager",
+    "get_preset",
+    "hookimpl",
+    "hookspec",
+    "list_components",
+    "list_datasets",
+    "list_goodness",
+    "list_layers",
+    "list_losses",
+    "list_models",
+    "list_negatives",
+    "list_presets",
+    "list_probes",
+    "load_dataset",
+]

@@ -1,0 +1,1 @@
+"""The ``ff`` command line."""

@@ -1,0 +1,175 @@
+"""``ff train``: train any registered model on any registered dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import tomllib
+
+from ffcore.checkpoint import save_checkpoint
+from ffcore.cli.context import plugin_manager_for
+from ffcore.cli.progress import ClickProgress
+from ffcore.config import TrainConfig, build_config, read_config_file
+from ffcore.errors import InvalidValueError
+from ffcore.registry import get_preset
+from ffcore.training import build_run, dataset_kwargs, train
+
+OPTION_TABLES = {
+    "model": "model_options",
+    "dataset": "dataset_options",
+    "negatives": "negatives_options",
+}
+
+
+def parse_layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """``"2000,2000"`` -> ``[2000, 2000]``."""
+    if value is None:
+        return None
+    try:
+        widths = [int(part) for part in value.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected comma-separated integers, e.g. 2000,2000"
+        ) from None
+    if not widths or any(w < 1 for w in widths):
+        raise click.BadParameter(f"{value!r}: expected positive integers, e.g. 2000,2000")
+    return widths
+
+
+def parse_component_option(text: str) -> tuple[str, str, Any]:
+    """``"model.layer_range='1:'"`` -> ``("model_options", "layer_range", "1:")``.
+
+    The value is read as a TOML value (numbers, booleans, strings, arrays); anything that
+    is not valid TOML is taken as a plain string.
+    """
+    key, sep, raw = text.partition("=")
+    kind, dot, option = key.strip().partition(".")
+    if not sep or not dot or kind not in OPTION_TABLES or not option:
+        raise InvalidValueError(
+            "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return OPTION_TABLES[kind], option, value
+
+
+def count_parameters(model: Any) -> int:
+    """Trainable parameter count."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@click.command("train")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--preset", help="Named settings to start from (e.g. 'seed': FFLib 0.3.0's).")
+@click.option("--model", "-m", help="Model name (see ff list-plugins). [default: ffnet]")
+@click.option("--dataset", help="Dataset name. [default: digits]")
+@click.option("--layers", callback=parse_layers, help="Layer widths, e.g. 2000,2000.")
+@click.option("--epochs", "-e", type=int, help="Training epochs. [default: 60]")
+@click.option("--batch-size", "-b", type=int, help="Batch size. [default: 128]")
+@click.option("--lr", type=float, help="Learning rate (of every layer's optimizer).")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["constant", "linear-cooldown", "cosine"]),
+    help="Learning-rate schedule over the epochs. [default: linear-cooldown]",
+)
+@click.option("--threshold", type=float, help="Goodness threshold (default: the goodness').")
+@click.option("--goodness", help="Goodness function name.")
+@click.option("--loss", help="FF loss name.")
+@click.option("--negatives", help="Negative sampler name. [default: random]")
+@click.option("--probe", help="Probe name (default: the model's own).")
+@click.option("--seed", type=int, help="Random seed. [default: 0]")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")
+@click.option("--val-split", type=float, help="Fraction of training data for validation.")
+@click.option("--use", "-u", type=float, help="Fraction of the data set to use, in (0, 1].")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
+@click.option("--download/--no-download", default=None, help="Allow downloading data.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Checkpoint path.")
+@click.option(
+    "--option",
+    "-O",
+    "component_options",
+    multiple=True,
+    metavar="KIND.NAME=VALUE",
+    help="Extra component option, e.g. -O model.layer_range='1:' (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary, nothing else.")
+@click.pass_context
+def train_command(
+    ctx: click.Context, /, config_file: str | None, as_json: bool, **options: Any
+) -> None:
+    """Train a model, report validation and test accuracy, and save a checkpoint."""
+    started = time.perf_counter()
+    plugins = plugin_manager_for(ctx)
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in options.items()
+        if value is not None and key != "component_options"
+    }
+    for text in options["component_options"]:
+        table, option, value = parse_component_option(text)
+        overrides.setdefault(table, {})[option] = value
+    file_settings = read_config_file(config_file) if config_file else {}
+    preset_name = overrides.get("preset", file_settings.get("preset"))
+    preset = get_preset(preset_name) if preset_name else None
+    config: TrainConfig = build_config(preset=preset, file=file_settings, overrides=overrides)
+
+    run = build_run(config, plugins)
+    parameters = count_parameters(run.model)
+    data = run.data
+    if not as_json:
+        val_size = len(data.val) if data.val else 0
+        sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
+        click.echo(
+            f"model {run.names['model']} ({parameters:,} parameters) on {run.names['dataset']} "
+            f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
+            f"device {run.device}"
+        )
+    metrics = train(run, progress=None if as_json else ClickProgress())
+    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
+    checkpoint = save_checkpoint(
+        out,
+        run.model,
+        model_name=run.names["model"],
+        model_options=config.model_kwargs(),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        plugins=plugins,
+        extra={
+            "dataset": {"name": run.names["dataset"], "options": dataset_kwargs(config, plugins)},
+            "probe": run.names["probe"],
+            "negatives": run.names["negatives"],
+            "epoch": run.epoch,
+            "metrics": metrics,
+            "history": run.history,
+            "config": config.to_dict(),
+            "class_names": list(data.class_names),
+        },
+    )
+    wall = time.perf_counter() - started
+    if as_json:
+        summary = {
+            "model": run.names["model"],
+            "dataset": run.names["dataset"],
+            "parameters": parameters,
+            "val_acc": metrics.get("val_acc"),
+            "test_acc": metrics["test_acc"],
+            "train_seconds": metrics["train_seconds"],
+            "wall_seconds": wall,
+            "epochs": run.history,
+            "checkpoint": str(checkpoint),
+            "config": config.to_dict(),
+        }
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"test accuracy: {100 * metrics['test_acc']:.2f}%  "
+        f"(trained {run.epoch} epochs in {metrics['train_seconds']:.1f}s, "
+        f"{parameters:,} parameters)"
+    )
+    click.echo(f"checkpoint: {checkpoint}")

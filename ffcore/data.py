@@ -1,0 +1,114 @@
+"""Whole-tensor data handling: splitting, sub-sampling and index batching."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from ffcore.errors import DataError, InvalidValueError
+from ffcore.interfaces import DataSplits, Split
+
+
+def check_fraction(field: str, value: float, *, allow_zero: bool, allow_one: bool) -> float:
+    """``value`` as a float if it lies in the allowed part of ``[0, 1]``."""
+    low = "[0" if allow_zero else "(0"
+    high = "1]" if allow_one else "1)"
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and (value >= 0 if allow_zero else value > 0)
+        and (value <= 1 if allow_one else value < 1)
+    )
+    if not ok:
+        raise InvalidValueError(field, value, f"a number in {low}, {high}")
+    return float(value)
+
+
+def _take(
+    x: Tensor, y: Tensor, fraction: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    if fraction >= 1.0:
+        return x, y
+    count = max(1, round(len(y) * fraction))
+    index = torch.randperm(len(y), generator=generator)[:count]
+    return x[index], y[index]
+
+
+def make_splits(
+    name: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    *,
+    num_classes: int,
+    val_split: float = 0.1,
+    use: float = 1.0,
+    seed: int = 0,
+    class_names: Sequence[str] = (),
+) -> DataSplits:
+    """Build :class:`DataSplits` from full train and test tensors.
+
+    ``use`` keeps that fraction of each split (drawn with ``seed``); ``val_split`` then
+    moves that fraction of the training data to a validation split.
+    """
+    val_split = check_fraction("val_split", val_split, allow_zero=True, allow_one=False)
+    use = check_fraction("use", use, allow_zero=False, allow_one=True)
+    generator = torch.Generator().manual_seed(seed)
+    train_x, train_y = _take(*train, use, generator)
+    test_x, test_y = _take(*test, use, generator)
+    val: Split | None = None
+    if val_split > 0:
+        count = math.floor(len(train_y) * val_split)
+        if count == 0 or count >= len(train_y):
+            raise DataError(
+                f"dataset {name!r}: val_split={val_split} of {len(train_y)} training samples "
+                "leaves no validation or no training data; use more data or val_split=0"
+            )
+        order = torch.randperm(len(train_y), generator=generator)
+        val = Split(train_x[order[:count]], train_y[order[:count]])
+        train_x, train_y = train_x[order[count:]], train_y[order[count:]]
+    return DataSplits(
+        name=name,
+        train=Split(train_x, train_y),
+        val=val,
+        test=Split(test_x, test_y),
+        input_shape=tuple(train_x.shape[1:]),
+        num_classes=num_classes,
+        class_names=tuple(class_names),
+    )
+
+
+def standardize(train_x: Tensor, *others: Tensor) -> list[Tensor]:
+    """Scale every tensor by the training set's scalar mean and standard deviation."""
+    mean = train_x.mean()
+    std = train_x.std().clamp_min(1e-8)
+    return [(t - mean) / std for t in (train_x, *others)]
+
+
+def iterate_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of ``split`` by index (no per-sample work), on the split's device."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidValueError("batch_size", batch_size, "a positive integer")
+    count = len(split)
+    if shuffle:
+        order = torch.randperm(count, generator=generator).to(split.x.device)
+    else:
+        order = torch.arange(count, device=split.x.device)
+    stop = count - count % batch_size if drop_last else count
+    for start in range(0, stop, batch_size):
+        index = order[start : start + batch_size]
+        yield split.x[index], split.y[index]
+
+
+def num_batches(count: int, batch_size: int, *, drop_last: bool = False) -> int:
+    """How many batches :func:`iterate_batches` yields."""
+    return count // batch_size if drop_last else -(-count // batch_size)

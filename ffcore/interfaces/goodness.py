@@ -1,0 +1,23 @@
+"""Goodness functions: a layer's activations (B, ...) -> one score per sample (B,)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from torch import Tensor
+
+
+class GoodnessFunction(ABC):
+    """Maps activations of shape ``(B, ...)`` to goodness of shape ``(B,)``."""
+
+    @abstractmethod
+    def __call__(self, h: Tensor) -> Tensor:
+        """Goodness of each sample in the batch."""
+
+    @abstractmethod
+    def default_threshold(self, num_features: int) -> float:
+        """The threshold that fits this goodness for a layer of ``num_features`` units.
+
+        It makes goodness and threshold agree in scale: ``num_features`` for a sum of
+        squares of unit-RMS activity, a constant for a mean.
+        """

@@ -1,0 +1,98 @@
+"""The FF layer interface: a module with its own optimizer and a local training step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ffcore.errors import InvalidValueError
+from ffcore.interfaces.goodness import GoodnessFunction
+from ffcore.interfaces.loss import FFLoss
+
+
+@dataclass(frozen=True)
+class LayerStepResult:
+    """What one local training step saw: detached outputs, goodness and loss."""
+
+    h_pos: Tensor
+    h_neg: Tensor
+    g_pos: Tensor
+    g_neg: Tensor
+    loss: Tensor
+
+
+class LayerObserver(Protocol):
+    """Receives every layer's training step (the trainer forwards it to plugin hooks)."""
+
+    def layer_trained(self, index: int, layer: FFLayer, result: LayerStepResult) -> None:
+        """Called after layer ``index`` took its step."""
+
+
+class FFLayer(nn.Module, ABC):
+    """A Forward-Forward layer.
+
+    Its input is detached (no gradient crosses layers) and normalised by the layer. It owns
+    a goodness function, a loss, a threshold and an optimizer, and trains on its own with
+    :meth:`train_step`. ``maximise=True`` pushes positive goodness above the threshold;
+    ``maximise=False`` pushes it below (negative data above).
+    """
+
+    goodness_fn: GoodnessFunction
+    loss_fn: FFLoss
+    threshold: float
+    maximise: bool
+    optimizer: torch.optim.Optimizer
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """Activations for a (detached, normalised) input."""
+
+    def goodness(self, h: Tensor) -> Tensor:
+        """Raw goodness of activations ``h``: shape ``(B,)``."""
+        return self.goodness_fn(h)
+
+    def score(self, h: Tensor) -> Tensor:
+        """Goodness signed so that higher always means "more positive"."""
+        g = self.goodness_fn(h)
+        return g if self.maximise else -g
+
+    def loss(self, g_pos: Tensor, g_neg: Tensor) -> Tensor:
+        """The layer's loss for raw positive and negative goodness."""
+        if self.maximise:
+            return self.loss_fn(g_pos, g_neg, self.threshold)
+        return self.loss_fn(-g_pos, -g_neg, -self.threshold)
+
+    def train_step(self, x_pos: Tensor, x_neg: Tensor) -> LayerStepResult:
+        """One local update on positive and negative inputs, in one forward pass.
+
+        Returns the detached activations (computed before the update), which feed the next
+        layer, with their goodness and the loss.
+        """
+        n_pos = x_pos.shape[0]
+        h = self(torch.cat((x_pos, x_neg)))
+        g = self.goodness_fn(h)
+        loss = self.loss(g[:n_pos], g[n_pos:])
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        self.optimizer.step()
+        h = h.detach()
+        g = g.detach()
+        return LayerStepResult(
+            h_pos=h[:n_pos], h_neg=h[n_pos:], g_pos=g[:n_pos], g_neg=g[n_pos:], loss=loss.detach()
+        )
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the layer's optimizer (first parameter group)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not value > 0:
+            raise InvalidValueError("lr", value, "a positive number")
+        for group in self.optimizer.param_groups:
+            group["lr"] = value

@@ -1,0 +1,42 @@
+"""Optimizers by name, for layers and models that own one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ffcore.errors import InvalidValueError
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def check_lr(lr: float, field: str = "lr") -> float:
+    """Return ``lr`` as a float, or fail if it is not a positive finite number."""
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (0 < lr < math.inf):
+        raise InvalidValueError(field, lr, "a positive finite number")
+    return float(lr)
+
+
+def make_optimizer(
+    name: str, params: Iterable[nn.Parameter], lr: float, *, momentum: float = 0.0
+) -> torch.optim.Optimizer:
+    """An optimizer named ``adam``, ``adamw``, ``sgd`` or ``rmsprop`` over ``params``."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in OPTIMIZERS:
+        raise InvalidValueError("optimizer", name, f"one of {', '.join(sorted(OPTIMIZERS))}")
+    lr = check_lr(lr)
+    if key == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if key == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum)
+    if key == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)

@@ -1,0 +1,168 @@
+"""FFDense (alias FFLinear): a fully connected Forward-Forward layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ffcore import create_goodness, create_loss, hookimpl
+from ffcore.errors import InvalidValueError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction
+from ffcore.optim import make_optimizer
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "leaky-relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+
+#: Input normalisations: ``l2`` divides by the Euclidean length (the seed's), ``rms`` by
+#: the root mean square (length / sqrt(width)), ``none`` leaves the input as it is.
+NORMS = ("l2", "rms", "none")
+
+
+def input_scale(x: Tensor, norm: str, eps: float) -> Tensor:
+    """The factor (shape ``(B, 1)``) that normalises each row of ``x``."""
+    if norm == "none":
+        return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    length = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    if norm == "rms":
+        length = length / (x.shape[1] ** 0.5)
+    scale: Tensor = (length + eps).reciprocal()
+    return scale
+
+
+class FFDense(FFLayer):
+    """``h = act(W · x / (‖x‖ + eps) + b)`` on a detached input, trained locally.
+
+    Args:
+        in_features: width of the input.
+        out_features: number of units.
+        activation: ``relu`` (default), ``gelu``, ``leaky-relu``, ``tanh``, ``sigmoid``,
+            ``identity``.
+        norm: input normalisation, ``rms`` (default), ``l2`` (the seed's) or ``none``.
+        goodness: a registered goodness name or a :class:`GoodnessFunction`.
+        loss: a registered loss name or an :class:`FFLoss`.
+        threshold: the goodness threshold; ``None`` takes the goodness' default for
+            this width (the width itself for ``sum-squares``).
+        maximise: ``True`` pushes positive goodness up, ``False`` down.
+        optimizer: ``adam`` (default), ``adamw``, ``sgd`` or ``rmsprop``.
+        lr: the optimizer's learning rate.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        activation: str = "relu",
+        norm: str = "rms",
+        goodness: str | GoodnessFunction = "sum-squares",
+        loss: str | FFLoss = "softplus-threshold",
+        threshold: float | None = None,
+        maximise: bool = True,
+        optimizer: str = "adam",
+        lr: float = 3e-3,
+        eps: float = 1e-8,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for field, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidValueError(field, value, "a positive integer")
+        if activation not in ACTIVATIONS:
+            raise InvalidValueError("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+        if norm not in NORMS:
+            raise InvalidValueError("norm", norm, f"one of {', '.join(NORMS)}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.linear = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.activation_name = activation
+        self.act = ACTIVATIONS[activation]()
+        self.norm = norm
+        self.eps = eps
+        self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
+        self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
+        if threshold is None:
+            threshold = self.goodness_fn.default_threshold(out_features)
+        self.threshold = float(threshold)
+        self.maximise = maximise
+        self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
+
+    @property
+    def weight(self) -> Tensor:
+        """The weight matrix, shape ``(out_features, in_features)``."""
+        return self.linear.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The bias, shape ``(out_features,)``, or ``None``."""
+        bias: Tensor | None = self.linear.bias
+        return bias
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """The detached, length-normalised input the layer actually sees."""
+        x = x.detach()
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise InvalidValueError(
+                "input shape", tuple(x.shape), f"(batch, {self.in_features}) for this FFDense"
+            )
+        return x * input_scale(x, self.norm, self.eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h: Tensor = self.act(self.linear(self.normalize(x)))
+        return h
+
+    def extra_repr(self) -> str:
+        direction = "maximise" if self.maximise else "minimise"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"activation={self.activation_name}, norm={self.norm}, "
+            f"threshold={self.threshold:g}, {direction}"
+        )
+
+
+def ffdense(
+    in_features: int,
+    out_features: int,
+    *,
+    bias: bool = True,
+    activation: str = "relu",
+    norm: str = "rms",
+    goodness: str = "sum-squares",
+    loss: str = "softplus-threshold",
+    threshold: float | None = None,
+    maximise: bool = True,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+) -> FFDense:
+    """Fully connected FF layer: act(W·x/‖x‖ + b) with its own optimizer."""
+    return FFDense(
+        in_features,
+        out_features,
+        bias=bias,
+        activation=activation,
+        norm=norm,
+        goodness=goodness,
+        loss=loss,
+        threshold=threshold,
+        maximise=maximise,
+        optimizer=optimizer,
+        lr=lr,
+    )
+
+
+FFLinear = FFDense
+
+
+@hookimpl
+def fflib_register_layers(register: Register) -> None:
+    register("ffdense", ffdense, aliases=["fflinear"])

@@ -1,0 +1,189 @@
+"""FFNet: a stack of FF layers, the label one-hot concatenated to the flattened input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ffcore import create_layer, hookimpl
+from ffcore.errors import InvalidValueError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import FFLayer, FFModel, NegativeSampler
+
+
+def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
+    """``[start, stop)`` of the layers whose goodness predicts (Python slice rules).
+
+    Accepts ``None`` (all layers), a pair ``[start, stop]`` or a string ``"start:stop"``
+    where either end may be left out (``"1:"`` means every layer but the first).
+    """
+    if value is None:
+        return 0, num_layers
+    parts: list[int | None]
+    try:
+        if isinstance(value, str):
+            start_text, sep, stop_text = value.partition(":")
+            if not sep:
+                raise ValueError(value)
+            parts = [int(t) if t.strip() else None for t in (start_text, stop_text)]
+        else:
+            parts = [None if v is None else int(v) for v in value]
+            if len(parts) != 2:
+                raise ValueError(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(
+            "layer_range", value, "'start:stop' or [start, stop] (Python slice rules)"
+        ) from None
+    start, stop, _ = slice(parts[0], parts[1]).indices(num_layers)
+    if start >= stop:
+        raise InvalidValueError(
+            "layer_range", value, f"a non-empty range of the {num_layers} layers"
+        )
+    return start, stop
+
+
+class FFNet(FFModel):
+    """FF layers trained greedily per batch; TryAll over one-hot labels predicts.
+
+    The input is flattened and the label's one-hot code (times ``label_scale``) is
+    concatenated to it. Each layer trains on the detached output of the layer below.
+    """
+
+    default_probe = "tryall"
+
+    def __init__(
+        self,
+        layers: Sequence[FFLayer],
+        input_features: int,
+        num_classes: int,
+        *,
+        layer_range: Sequence[int] | str | None = None,
+        label_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not layers:
+            raise InvalidValueError("layers", list(layers), "at least one layer")
+        self.layers = nn.ModuleList(layers)
+        self.input_features = input_features
+        self.num_classes = num_classes
+        self.label_scale = label_scale
+        self.layer_range = parse_layer_range(layer_range, len(layers))
+
+    def embed(self, x: Tensor, y: Tensor) -> Tensor:
+        """The flattened input with the label's one-hot code appended."""
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.input_features:
+            raise InvalidValueError(
+                "input shape",
+                tuple(x.shape),
+                f"{self.input_features} features per sample for this FFNet",
+            )
+        one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
+        return torch.cat((flat, one_hot), dim=1)
+
+    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        negative = negatives(x, y, self.num_classes, self)
+        h_pos = self.embed(x, y)
+        h_neg = self.embed(negative.x, negative.y)
+        total = torch.zeros((), device=x.device)
+        observer = self.observer
+        for index, layer in enumerate(self.layers):
+            assert isinstance(layer, FFLayer)
+            result = layer.train_step(h_pos, h_neg)
+            if observer is not None:
+                observer.layer_trained(index, layer, result)
+            total = total + result.loss
+            h_pos, h_neg = result.h_pos, result.h_neg
+        return total
+
+    def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Every layer's activations for inputs ``x`` with labels ``y``."""
+        h = self.embed(x, y)
+        activations: list[Tensor] = []
+        for layer in self.layers:
+            h = layer(h)
+            activations.append(h)
+        return activations
+
+    def goodness(self, x: Tensor, y: Tensor) -> Tensor:
+        """Signed goodness summed over ``layer_range``, for inputs ``x`` with labels ``y``."""
+        start, stop = self.layer_range
+        total = torch.zeros(x.shape[0], device=x.device)
+        h = self.embed(x, y)
+        for index, layer in enumerate(self.layers[:stop]):
+            assert isinstance(layer, FFLayer)
+            h = layer(h)
+            if index >= start:
+                total = total + layer.score(h)
+        return total
+
+    @torch.no_grad()
+    def goodness_per_label(self, x: Tensor) -> Tensor:
+        """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
+        batch = x.shape[0]
+        labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
+        repeated = x.repeat_interleave(self.num_classes, dim=0)
+        return self.goodness(repeated, labels).view(batch, self.num_classes)
+
+    def extra_summary(self) -> dict[str, Any]:
+        return {"layer_range": list(self.layer_range)}
+
+
+def ffnet(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    layers: Sequence[int] = (2000, 2000),
+    layer: str = "ffdense",
+    activation: str = "relu",
+    norm: str = "rms",
+    goodness: str = "sum-squares",
+    loss: str = "softplus-threshold",
+    threshold: float | None = None,
+    maximise: bool = True,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    layer_range: Sequence[int] | str | None = None,
+    label_scale: float = 1.0,
+) -> FFNet:
+    """Stack of FF layers, label one-hot appended to the input, TryAll prediction."""
+    widths = list(layers)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise InvalidValueError("layers", layers, "a non-empty list of positive integers")
+    input_features = math.prod(input_shape)
+    ff_layers: list[FFLayer] = []
+    width_in = input_features + num_classes
+    for width in widths:
+        ff_layers.append(
+            create_layer(
+                layer,
+                in_features=width_in,
+                out_features=width,
+                activation=activation,
+                norm=norm,
+                goodness=goodness,
+                loss=loss,
+                threshold=threshold,
+                maximise=maximise,
+                optimizer=optimizer,
+                lr=lr,
+            )
+        )
+        width_in = width
+    return FFNet(
+        ff_layers,
+        input_features,
+        num_classes,
+        layer_range=layer_range,
+        label_scale=label_scale,
+    )
+
+
+@hookimpl
+def fflib_register_models(register: Register) -> None:
+    register("ffnet", ffnet)

@@ -1,0 +1,74 @@
+"""Built-in goodness functions: sums and means of squared activity, and their negatives."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ffcore import hookimpl
+from ffcore.hookspecs import Register
+from ffcore.interfaces import GoodnessFunction
+
+
+def _flat_squares(h: Tensor) -> Tensor:
+    return h.reshape(h.shape[0], -1).square()
+
+
+class SumSquares(GoodnessFunction):
+    """Sum of squared activities (Hinton 2022); threshold = number of units."""
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return _flat_squares(h).sum(dim=1)
+
+    def default_threshold(self, num_features: int) -> float:
+        return float(num_features)
+
+
+class MeanSquares(GoodnessFunction):
+    """Mean of squared activities (the original FFLib's goodness)."""
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return _flat_squares(h).mean(dim=1)
+
+    def default_threshold(self, num_features: int) -> float:
+        return 2.0
+
+
+class Negated(GoodnessFunction):
+    """The negative of another goodness, for layers that minimise it."""
+
+    def __init__(self, inner: GoodnessFunction) -> None:
+        self.inner = inner
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return -self.inner(h)
+
+    def default_threshold(self, num_features: int) -> float:
+        return -self.inner.default_threshold(num_features)
+
+
+def sum_squares() -> GoodnessFunction:
+    """Sum of squared activities (Hinton); default threshold: the layer width."""
+    return SumSquares()
+
+
+def mean_squares() -> GoodnessFunction:
+    """Mean of squared activities (the original FFLib); default threshold 2."""
+    return MeanSquares()
+
+
+def neg_sum_squares() -> GoodnessFunction:
+    """Negative sum of squares: low activity marks positive data."""
+    return Negated(SumSquares())
+
+
+def neg_mean_squares() -> GoodnessFunction:
+    """Negative mean of squares: low activity marks positive data."""
+    return Negated(MeanSquares())
+
+
+@hookimpl
+def fflib_register_goodness(register: Register) -> None:
+    register("sum-squares", sum_squares, aliases=["sum-of-squares"])
+    register("mean-squares", mean_squares, aliases=["mean-of-squares"])
+    register("neg-sum-squares", neg_sum_squares)
+    register("neg-mean-squares", neg_mean_squares)

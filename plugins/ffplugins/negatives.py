@@ -1,0 +1,83 @@
+"""Negative samplers: random wrong label, every wrong label, the hardest wrong label."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ffcore import hookimpl
+from ffcore.errors import FFLibError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import LabelScorer, NegativeBatch, NegativeSampler
+
+
+def random_wrong_labels(y: Tensor, num_classes: int) -> Tensor:
+    """A uniformly drawn label different from each true label."""
+    offset = torch.randint(1, num_classes, y.shape, device=y.device)
+    return (y + offset) % num_classes
+
+
+class RandomWrongLabel(NegativeSampler):
+    """The real input with one uniformly drawn wrong label."""
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+        return NegativeBatch(x=x, y=random_wrong_labels(y, num_classes))
+
+
+class InverseLabels(NegativeSampler):
+    """The real input with every wrong label: ``num_classes - 1`` negatives per positive."""
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+        per = num_classes - 1
+        offsets = torch.arange(1, num_classes, device=y.device)
+        wrong = (y.unsqueeze(1) + offsets.unsqueeze(0)) % num_classes
+        return NegativeBatch(x=x.repeat_interleave(per, dim=0), y=wrong.reshape(-1))
+
+
+class HardestWrongLabel(NegativeSampler):
+    """The wrong label the model currently scores highest (FFLib 0.3's HIGHEST_INCORRECT).
+
+    ``temperature > 0`` samples wrong labels in proportion to ``softmax(score / T)``
+    instead of taking the maximum, as Hinton does.
+    """
+
+    def __init__(self, temperature: float = 0.0) -> None:
+        self.temperature = temperature
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+        if not isinstance(model, LabelScorer):
+            raise FFLibError(
+                f"negatives 'hard' needs a model that scores labels; "
+                f"{type(model).__name__} does not: use --negatives random"
+            )
+        with torch.no_grad():
+            scores = model.goodness_per_label(x).float()
+        scores = scores.scatter(1, y.unsqueeze(1), float("-inf"))
+        if self.temperature > 0:
+            probs = torch.softmax(scores / self.temperature, dim=1)
+            wrong = torch.multinomial(probs, 1).squeeze(1)
+        else:
+            wrong = scores.argmax(dim=1)
+        return NegativeBatch(x=x, y=wrong)
+
+
+def random() -> NegativeSampler:
+    """The real input with a uniformly drawn wrong label."""
+    return RandomWrongLabel()
+
+
+def inverse() -> NegativeSampler:
+    """The real input with every wrong label (num_classes - 1 negatives each)."""
+    return InverseLabels()
+
+
+def hard(temperature: float = 0.0) -> NegativeSampler:
+    """The wrong label the network scores highest (sampled by softmax if temperature > 0)."""
+    return HardestWrongLabel(temperature=temperature)
+
+
+@hookimpl
+def fflib_register_negatives(register: Register) -> None:
+    register("random", random)
+    register("inverse", inverse)
+    register("hard", hard, aliases=["highest-incorrect"])
