@@ -1,0 +1,5 @@
+"""``python -m ffcore.cli`` runs ``ff``."""
+
+from ffcore.cli.main import main
+
+main()

@@ -1,0 +1,196 @@
+"""The ``ff`` command line, through click's runner and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import ffcore
+from ffcore.cli.main import cli
+from ffcore.cli.train import parse_component_option
+from ffcore.errors import InvalidValueError
+from tests.core.fake_dist import install_fake_distribution
+
+TINY = ["--layers", "64", "--epochs", "2", "--device", "cpu"]
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_help_and_version() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("list-plugins", "train", "eval"):
+        assert command in result.output
+    version = invoke("--version")
+    assert version.exit_code == 0 and ffcore.__version__ in version.output
+
+
+def test_list_plugins_text_and_json() -> None:
+    text = invoke("list-plugins")
+    assert text.exit_code == 0
+    assert "ffnet (fflib " in text.output and "built-in" in text.output
+    assert "model      ffnet" in text.output
+    data = json.loads(invoke("list-plugins", "--json").output)
+    by_name = {p["name"]: p for p in data}
+    assert by_name["negatives"]["components"] == {"negatives": ["hard", "inverse", "random"]}
+    assert by_name["ffdense"]["distribution"] == "fflib"
+
+
+def test_disable_plugin_option_drops_it() -> None:
+    data = json.loads(
+        invoke("--disable-plugin", "tryall", "-d", "presets", "list-plugins", "--json").output
+    )
+    names = {p["name"] for p in data}
+    assert "tryall" not in names and "presets" not in names and "ffnet" in names
+    # the next invocation without the option sees every plugin again
+    again = {p["name"] for p in json.loads(invoke("list-plugins", "--json").output)}
+    assert "tryall" in again
+
+
+def test_broken_plugin_is_listed_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fake_distribution(
+        tmp_path,
+        monkeypatch,
+        name="fflib-broken",
+        version="0.1",
+        modules={"ff_broken_mod": "import does_not_exist_anywhere\n"},
+        entry_points={"broken": "ff_broken_mod"},
+    )
+    result = invoke("list-plugins")
+    assert result.exit_code == 0
+    assert "broken (fflib-broken 0.1)" in result.output
+    assert "ERROR: ModuleNotFoundError" in result.output
+    assert "ffnet" in result.output
+
+
+def test_train_json_summary_and_eval(tmp_path: Path) -> None:
+    out = tmp_path / "model.pt"
+    result = invoke("train", *TINY, "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["model"] == "ffnet" and summary["dataset"] == "digits"
+    assert len(summary["epochs"]) == 2
+    assert all(0.0 <= e["val_acc"] <= 1.0 for e in summary["epochs"])
+    assert summary["checkpoint"] == str(out) and out.is_file()
+    assert summary["parameters"] == (64 + 10) * 64 + 64
+    evaluated = json.loads(invoke("eval", str(out), "--json").output)
+    assert evaluated["test_acc"] == pytest.approx(summary["test_acc"])
+    assert evaluated["epoch"] == 2
+
+
+def test_train_human_output_and_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('layers = [32]\nepochs = 1\nnegatives = "inverse"\n', encoding="utf-8")
+    out = tmp_path / "c.pt"
+    result = invoke("train", "--config", str(config), "--epochs", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "negatives inverse" in result.output
+    assert "epoch 1/2" in result.output and "epoch 2/2" in result.output
+    assert "test accuracy:" in result.output and f"checkpoint: {out}" in result.output
+
+
+def test_component_options_reach_the_model(tmp_path: Path) -> None:
+    out = tmp_path / "r.pt"
+    result = invoke(
+        "train",
+        "--layers",
+        "16,16",
+        "--epochs",
+        "1",
+        "-O",
+        "model.layer_range='1:'",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["config"]["model_options"] == {"layer_range": "1:"}
+
+
+def test_parse_component_option() -> None:
+    assert parse_component_option("model.layer_range=[1, 2]") == (
+        "model_options",
+        "layer_range",
+        [1, 2],
+    )
+    assert parse_component_option("dataset.root=/data") == ("dataset_options", "root", "/data")
+    with pytest.raises(InvalidValueError, match=r"KIND\.NAME=VALUE"):
+        parse_component_option("layer_range=1")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "ffnett"], "unknown model 'ffnett'; did you mean 'ffnet'?"),
+        (["--epochs", "-1"], "invalid epochs: -1"),
+        (["--use", "1.5"], "invalid use: 1.5"),
+        (["--goodness", "nope"], "unknown goodness 'nope'"),
+        (
+            ["--dataset", "mnist", "--data-root", "/nonexistent-dir", "--no-download"],
+            "no data in /nonexistent-dir/MNIST/raw",
+        ),
+        (["--threshold", "3", "-O", "model.colour=1"], "'colour'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], expected: str) -> None:
+    result = CliRunner().invoke(cli, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_config_key_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("epochs = 1\ncolour = 'red'\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "line 2: unknown key 'colour'" in result.output
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = CliRunner().invoke(cli, ["--debug", "train", "--epochs", "-1"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InvalidValueError)
+
+
+def ff_executable() -> str:
+    """The installed ``ff`` console script (next to this Python, as pip puts it)."""
+    beside = Path(sys.executable).parent / "ff"
+    found = str(beside) if beside.is_file() else shutil.which("ff")
+    assert found, "the ff console script is not installed: pip install -e ."
+    return found
+
+
+def test_real_ff_subprocess() -> None:
+    env = {**os.environ, "FFLIB_DISABLE_PLUGINS": "presets"}
+    listing = subprocess.run(
+        [ff_executable(), "list-plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    names = {p["name"] for p in json.loads(listing.stdout)}
+    assert "presets" not in names and "ffnet" in names
+    bad = subprocess.run(
+        [ff_executable(), "train", "--dataset", "imagenet"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "Error: unknown dataset 'imagenet' (available dataset names: "
+        "cifar10, digits, fashion-mnist, mnist, xor)"
+    ]
