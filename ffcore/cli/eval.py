@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
+from torch import nn
 
+from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.context import plugin_manager_for
 from ffcore.registry import create_probe, load_dataset
 from ffcore.training import evaluate, resolve_device
+
+
+def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
+    """Weight statistics and sparsity of every parameter, as a table or JSON."""
+    table = weight_stats(model)
+    for kind in kinds:
+        for name, value in weight_sparsity(model, kind).items():
+            table[name][f"sparsity_{kind}"] = value
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    columns = ["min", "max", "mean", "std", "norm", *(f"sparsity_{k}" for k in kinds)]
+    width = max(len(name) for name in table)
+    sized = [(c, max(10, len(c))) for c in columns]
+    click.echo(f"{'parameter':<{width}}  " + "  ".join(f"{c:>{n}}" for c, n in sized))
+    for name, values in table.items():
+        cells = [f"{values[c]:>{n}.4g}" if c in values else f"{'-':>{n}}" for c, n in sized]
+        click.echo(f"{name:<{width}}  " + "  ".join(cells))
 
 
 @click.command("eval")
@@ -20,6 +41,18 @@ from ffcore.training import evaluate, resolve_device
 @click.option("--download/--no-download", default=None, help="Allow downloading data.")
 @click.option("--probe", help="Probe name (default: the one it was trained with).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Print weight statistics and sparsity per layer instead of testing (needs no data).",
+)
+@click.option(
+    "--sparsity",
+    "sparsity_kinds",
+    multiple=True,
+    type=click.Choice(SPARSITY_KINDS),
+    help="Sparsity measure(s) for --stats (repeatable). [default: all]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def eval_command(
@@ -30,6 +63,8 @@ def eval_command(
     download: bool | None,
     probe: str | None,
     device: str,
+    stats: bool,
+    sparsity_kinds: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
@@ -37,6 +72,9 @@ def eval_command(
     target = resolve_device(device)
     loaded = load_checkpoint(checkpoint, map_location=target, plugins=plugins)
     meta = loaded.meta
+    if stats:
+        print_stats(loaded.model, sparsity_kinds or SPARSITY_KINDS, as_json)
+        return
     saved_dataset: dict[str, Any] = meta.get("dataset", {})
     name = dataset or saved_dataset.get("name")
     options: dict[str, Any] = dict(saved_dataset.get("options", {})) if not dataset else {}

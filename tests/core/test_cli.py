@@ -16,6 +16,7 @@ import ffcore
 from ffcore.cli.main import cli
 from ffcore.cli.train import parse_component_option
 from ffcore.errors import InvalidValueError
+from ffcore.plugin_manager import FFPluginManager
 from tests.core.fake_dist import install_fake_distribution
 
 TINY = ["--layers", "64", "--epochs", "2", "--device", "cpu"]
@@ -194,3 +195,22 @@ def test_real_ff_subprocess() -> None:
         "Error: unknown dataset 'imagenet' (available dataset names: "
         "cifar10, digits, fashion-mnist, mnist, xor)"
     ]
+
+
+def test_plugins_can_add_subcommands(manager: FFPluginManager) -> None:
+    import click
+
+    class Greeter:
+        @ffcore.hookimpl
+        def fflib_register_commands(self, cli: click.Group) -> None:
+            @cli.command("hello")
+            @click.argument("name")
+            def hello(name: str) -> None:
+                """Say hello."""
+                click.echo(f"hello {name}")
+
+    manager.register(Greeter(), name="greeter")
+    assert "hello" in invoke("--help").output
+    assert invoke("hello", "world").output == "hello world\n"
+    without = CliRunner().invoke(cli, ["--disable-plugin", "greeter", "hello", "x"])
+    assert without.exit_code == 2 and "No such command 'hello'" in without.output
