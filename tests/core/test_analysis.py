@@ -56,9 +56,10 @@ def test_bad_kind_and_length() -> None:
 
 
 def test_weight_stats_and_sparsity_cover_every_layer() -> None:
-    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1, bias=False))
+    first = nn.Linear(3, 2)
+    model = nn.Sequential(first, nn.ReLU(), nn.Linear(2, 1, bias=False))
     with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+        first.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     stats = weight_stats(model)
     assert list(stats) == ["0.weight", "0.bias", "2.weight"]
     assert stats["0.weight"]["max"] == 1.0 and stats["0.weight"]["min"] == 0.0
