@@ -9,9 +9,9 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ffcore.errors import InvalidValueError
 from ffcore.interfaces.goodness import GoodnessFunction
 from ffcore.interfaces.loss import FFLoss
+from ffcore.optim import check_lr
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,6 @@ class FFLayer(nn.Module, ABC):
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if not value > 0:
-            raise InvalidValueError("lr", value, "a positive number")
+        value = check_lr(value)
         for group in self.optimizer.param_groups:
             group["lr"] = value

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ffcore.interfaces.layer import LayerObserver
+from ffcore.optim import check_lr
 
 if TYPE_CHECKING:
     from ffcore.interfaces.negatives import NegativeSampler
@@ -43,6 +44,7 @@ class FFModel(nn.Module, ABC):
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every optimizer."""
+        lr = check_lr(lr)
         for optimizer in self.optimizers():
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -32,8 +32,10 @@ def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tup
                 raise ValueError(value)
             parts = [int(t) if t.strip() else None for t in (start_text, stop_text)]
         else:
-            parts = [None if v is None else int(v) for v in value]
-            if len(parts) != 2:
+            parts = list(value)
+            if len(parts) != 2 or any(
+                p is not None and (isinstance(p, bool) or not isinstance(p, int)) for p in parts
+            ):
                 raise ValueError(value)
     except (TypeError, ValueError):
         raise InvalidValueError(
@@ -74,17 +76,27 @@ class FFNet(FFModel):
         self.label_scale = label_scale
         self.layer_range = parse_layer_range(layer_range, len(layers))
 
-    def embed(self, x: Tensor, y: Tensor) -> Tensor:
-        """The flattened input with the label's one-hot code appended."""
+    def flatten(self, x: Tensor) -> Tensor:
+        """``x`` as ``(B, input_features)``; a wrong width is a clear error."""
         flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != self.input_features:
             raise InvalidValueError(
                 "input shape",
                 tuple(x.shape),
-                f"{self.input_features} features per sample for this FFNet",
+                f"{self.input_features} features per sample for this {type(self).__name__}",
             )
+        return flat
+
+    def embed(self, x: Tensor, y: Tensor) -> Tensor:
+        """The flattened input with the label's one-hot code appended."""
+        flat = self.flatten(x)
         one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
         return torch.cat((flat, one_hot), dim=1)
+
+    def neutral_input(self, x: Tensor) -> Tensor:
+        """The flattened input with an all-zero (neutral) label code appended."""
+        flat = self.flatten(x)
+        return torch.cat((flat, flat.new_zeros(flat.shape[0], self.num_classes)), dim=1)
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
         negative = negatives(x, y, self.num_classes, self)
@@ -134,6 +146,22 @@ class FFNet(FFModel):
         return {"layer_range": list(self.layer_range)}
 
 
+def build_layer_stack(
+    in_features: int, widths: Sequence[int], layer: str, **layer_options: Any
+) -> list[FFLayer]:
+    """FF layers of the given ``widths``, each fed by the one below, built by name."""
+    sizes = list(widths)
+    if not sizes or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in sizes):
+        raise InvalidValueError("layers", widths, "a non-empty list of positive integers")
+    stack: list[FFLayer] = []
+    for width in sizes:
+        stack.append(
+            create_layer(layer, in_features=in_features, out_features=width, **layer_options)
+        )
+        in_features = width
+    return stack
+
+
 def ffnet(
     input_shape: tuple[int, ...],
     num_classes: int,
@@ -152,29 +180,20 @@ def ffnet(
     label_scale: float = 1.0,
 ) -> FFNet:
     """Stack of FF layers, label one-hot appended to the input, TryAll prediction."""
-    widths = list(layers)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise InvalidValueError("layers", layers, "a non-empty list of positive integers")
     input_features = math.prod(input_shape)
-    ff_layers: list[FFLayer] = []
-    width_in = input_features + num_classes
-    for width in widths:
-        ff_layers.append(
-            create_layer(
-                layer,
-                in_features=width_in,
-                out_features=width,
-                activation=activation,
-                norm=norm,
-                goodness=goodness,
-                loss=loss,
-                threshold=threshold,
-                maximise=maximise,
-                optimizer=optimizer,
-                lr=lr,
-            )
-        )
-        width_in = width
+    ff_layers = build_layer_stack(
+        input_features + num_classes,
+        layers,
+        layer,
+        activation=activation,
+        norm=norm,
+        goodness=goodness,
+        loss=loss,
+        threshold=threshold,
+        maximise=maximise,
+        optimizer=optimizer,
+        lr=lr,
+    )
     return FFNet(
         ff_layers,
         input_features,

@@ -13,7 +13,12 @@ from ffcore.interfaces import FFLoss
 
 def _pair_up(g_pos: Tensor, g_neg: Tensor) -> Tensor:
     """Repeat each positive goodness once per negative of the same sample."""
-    per_positive = g_neg.shape[0] // max(g_pos.shape[0], 1)
+    positives, negatives = g_pos.shape[0], g_neg.shape[0]
+    if positives == 0 or negatives % positives:
+        raise InvalidValueError(
+            "negative batch size", negatives, f"a positive multiple of the {positives} positives"
+        )
+    per_positive = negatives // positives
     return g_pos if per_positive == 1 else g_pos.repeat_interleave(per_positive)
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ffcore import hookimpl
-from ffcore.errors import FFLibError
+from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import LabelScorer, NegativeBatch, NegativeSampler
 
@@ -42,6 +42,8 @@ class HardestWrongLabel(NegativeSampler):
     """
 
     def __init__(self, temperature: float = 0.0) -> None:
+        if isinstance(temperature, bool) or not temperature >= 0:
+            raise InvalidValueError("temperature", temperature, "a number >= 0")
         self.temperature = temperature
 
     def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:

@@ -68,6 +68,7 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert torch.equal(before[0]["exp_avg"], after[0]["exp_avg"])
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_is_refused_and_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 

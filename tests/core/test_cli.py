@@ -133,7 +133,7 @@ def test_parse_component_option() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--model", "ffnett"], "unknown model 'ffnett'; did you mean 'ffnet'?"),
+        (["--model", "ffnett"], "unknown model 'ffnett'; did you mean 'ffnet'"),
         (["--epochs", "-1"], "invalid epochs: -1"),
         (["--use", "1.5"], "invalid use: 1.5"),
         (["--goodness", "nope"], "unknown goodness 'nope'"),

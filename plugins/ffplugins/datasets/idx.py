@@ -54,6 +54,8 @@ def read_idx(path: str | os.PathLike[str]) -> Tensor:
             f"{path}: IDX body has {len(data) - header} bytes, expected {count * itemsize} "
             f"for shape {tuple(shape)}"
         )
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
     flat = torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8)
     if itemsize == 1:
         tensor = flat.view(dtype)
