@@ -1,0 +1,36 @@
+"""The ``classifier`` probe: argmax of a model's own read-out logits."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ffcore import hookimpl
+from ffcore.errors import FFLibError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import Classifier, Probe
+
+
+class ClassifierProbe(Probe):
+    """Predicts ``argmax`` of ``model.logits(x)`` in one forward pass (no TryAll)."""
+
+    def check(self, model: nn.Module) -> None:
+        if not isinstance(model, Classifier):
+            raise FFLibError(
+                f"probe 'classifier' needs a model with a read-out (logits); "
+                f"{type(model).__name__} has none: use --probe tryall"
+            )
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        self.check(model)
+        assert isinstance(model, Classifier)
+        return model.logits(x).argmax(dim=1)
+
+
+def classifier() -> Probe:
+    """Argmax of the model's own classifier logits (FF+C, backprop)."""
+    return ClassifierProbe()
+
+
+@hookimpl
+def fflib_register_probes(register: Register) -> None:
+    register("classifier", classifier)

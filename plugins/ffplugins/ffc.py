@@ -1,0 +1,161 @@
+"""FF+C: FF layers as a feature extractor plus a backprop-trained linear classifier."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ffcore import hookimpl
+from ffcore.errors import InvalidValueError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import FFLayer, NegativeSampler
+from ffcore.optim import make_optimizer
+from ffplugins.ffnet import FFNet, build_layer_stack
+
+SCHEDULES = ("two-phase", "joint")
+
+
+class FFC(FFNet):
+    """FFNet layers plus ``nn.Linear`` on the concatenated activations of every layer.
+
+    The classifier sees the layers' activations for the input with a neutral (all-zero)
+    label, is trained with cross-entropy by its own optimizer, and predicts in one
+    forward pass (probe ``classifier``). Schedules: ``two-phase`` (FFLib 0.3.0's: FF
+    layers for the first ``ff_epochs`` epochs, then the classifier alone) and ``joint``
+    (both every batch; the classifier reads detached features). ``tryall`` still works
+    on the FF layers.
+    """
+
+    default_probe = "classifier"
+
+    def __init__(
+        self,
+        layers: Sequence[FFLayer],
+        input_features: int,
+        num_classes: int,
+        *,
+        classifier_lr: float = 1e-3,
+        optimizer: str = "adam",
+        schedule: str = "two-phase",
+        ff_epochs: int | None = None,
+        layer_range: Sequence[int] | str | None = None,
+        label_scale: float = 1.0,
+    ) -> None:
+        super().__init__(
+            layers, input_features, num_classes, layer_range=layer_range, label_scale=label_scale
+        )
+        if schedule not in SCHEDULES:
+            raise InvalidValueError("schedule", schedule, f"one of {', '.join(SCHEDULES)}")
+        if ff_epochs is not None and (
+            isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
+        ):
+            raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
+        self.schedule = schedule
+        self.ff_epochs = ff_epochs
+        with torch.no_grad():
+            probe_input = torch.zeros(1, input_features)
+            feature_count = self.features(probe_input).shape[1]
+        self.classifier = nn.Linear(feature_count, num_classes)
+        self.classifier_optimizer = make_optimizer(
+            optimizer, self.classifier.parameters(), classifier_lr
+        )
+        #: What the current epoch trains: "ff", "classifier" or "both".
+        self.phase = "both" if schedule == "joint" else "ff"
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        if self.schedule == "joint":
+            self.phase = "both"
+            return
+        ff_epochs = self.ff_epochs if self.ff_epochs is not None else max(1, epochs // 2)
+        self.phase = "ff" if epoch < ff_epochs else "classifier"
+
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """Concatenated activations of every FF layer for ``x`` with a neutral label."""
+        h = self.neutral_input(x)
+        activations: list[Tensor] = []
+        for layer in self.layers:
+            h = layer(h)
+            activations.append(h.reshape(h.shape[0], -1))
+        return torch.cat(activations, dim=1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Class scores from the classifier, shape ``(B, num_classes)``."""
+        logits: Tensor = self.classifier(self.features(x))
+        return logits
+
+    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        total = torch.zeros((), device=x.device)
+        if self.phase in ("ff", "both"):
+            total = total + super().train_batch(x, y, negatives)
+        if self.phase in ("classifier", "both"):
+            loss = F.cross_entropy(self.logits(x), y)
+            self.classifier_optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            self.classifier_optimizer.step()
+            total = total + loss.detach()
+        return total
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().optimizers(), self.classifier_optimizer]
+
+    def extra_summary(self) -> dict[str, Any]:
+        return {**super().extra_summary(), "schedule": self.schedule, "ff_epochs": self.ff_epochs}
+
+
+def ffc(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    layers: Sequence[int] = (2000, 2000),
+    layer: str = "ffdense",
+    activation: str = "relu",
+    norm: str = "rms",
+    goodness: str = "sum-squares",
+    loss: str = "softplus-threshold",
+    threshold: float | None = None,
+    maximise: bool = True,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    classifier_lr: float = 1e-3,
+    schedule: str = "two-phase",
+    ff_epochs: int | None = None,
+    layer_range: Sequence[int] | str | None = None,
+    label_scale: float = 1.0,
+) -> FFC:
+    """FF+C: FF layers, then a linear classifier on their activations (neutral label)."""
+    input_features = math.prod(input_shape)
+    stack = build_layer_stack(
+        input_features + num_classes,
+        layers,
+        layer,
+        activation=activation,
+        norm=norm,
+        goodness=goodness,
+        loss=loss,
+        threshold=threshold,
+        maximise=maximise,
+        optimizer=optimizer,
+        lr=lr,
+    )
+    return FFC(
+        stack,
+        input_features,
+        num_classes,
+        classifier_lr=classifier_lr,
+        optimizer=optimizer,
+        schedule=schedule,
+        ff_epochs=ff_epochs,
+        layer_range=layer_range,
+        label_scale=label_scale,
+    )
+
+
+@hookimpl
+def fflib_register_models(register: Register) -> None:
+    register("ffc", ffc, aliases=["ff-c", "ff+c"])

@@ -1,0 +1,156 @@
+"""FF+C, the backprop baseline and the classifier probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+import ffcore
+from ffcore.checkpoint import load_checkpoint, save_checkpoint
+from ffcore.config import TrainConfig
+from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.training import build_run, train
+from ffplugins.bp import BackpropMLP
+from ffplugins.dense import FFDense
+from ffplugins.ffc import FFC
+
+
+def make_ffc(**options: object) -> FFC:
+    torch.manual_seed(0)
+    model = ffcore.create_model(
+        "ffc", input_shape=(1, 4, 4), num_classes=3, layers=[8, 6], **options
+    )
+    assert isinstance(model, FFC)
+    return model
+
+
+def first_weight(model: FFC) -> Tensor:
+    layer = model.layers[0]
+    assert isinstance(layer, FFDense)
+    return layer.linear.weight
+
+
+def test_ffc_parameters_cover_layers_and_classifier() -> None:
+    model = make_ffc()
+    expected = (16 + 3) * 8 + 8 + 8 * 6 + 6 + (8 + 6) * 3 + 3
+    assert sum(p.numel() for p in model.parameters()) == expected
+    keys = set(model.state_dict())
+    assert {"layers.0.linear.weight", "layers.1.linear.weight", "classifier.weight"} <= keys
+    model.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert len(model.optimizers()) == 3
+
+
+def test_ffc_inference_uses_the_neutral_label_and_no_tryall() -> None:
+    model = make_ffc()
+    x = torch.randn(5, 1, 4, 4)
+    calls: list[Tensor] = []
+    first = model.layers[0]
+    handle = first.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0]))
+    model.goodness_per_label = None  # type: ignore[assignment, method-assign]
+    predictions = ffcore.create_probe("classifier").predict(model, x)
+    handle.remove()
+    assert predictions.shape == (5,)
+    assert len(calls) == 1 and calls[0].shape == (5, 16 + 3)  # one pass, one row per sample
+    assert torch.equal(calls[0][:, 16:], torch.zeros(5, 3))  # neutral label
+    h = torch.cat((x.reshape(5, -1), torch.zeros(5, 3)), dim=1)
+    activations = []
+    for layer in model.layers:
+        h = layer(h)
+        activations.append(h)
+    expected = model.classifier(torch.cat(activations, dim=1))
+    assert torch.allclose(model.logits(x), expected)
+    assert torch.equal(predictions, expected.argmax(dim=1))
+
+
+def test_ffc_logits_are_not_rectified() -> None:
+    model = make_ffc()
+    with torch.no_grad():
+        model.classifier.bias.fill_(-100.0)
+    logits = model.logits(torch.randn(4, 1, 4, 4))
+    assert (logits < 0).all()  # FFLib 0.3.0 applied ReLU here, making every logit 0
+
+
+def test_two_phase_and_joint_schedules() -> None:
+    model = make_ffc(ff_epochs=1)
+    sampler = ffcore.create_negatives("random")
+    x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))
+    model.on_epoch_start(0, 3)
+    ff_before = first_weight(model).clone()
+    classifier_before = model.classifier.weight.clone()
+    model.train_batch(x, y, sampler)
+    assert not torch.equal(first_weight(model), ff_before)
+    assert torch.equal(model.classifier.weight, classifier_before)
+    model.on_epoch_start(1, 3)
+    ff_before = first_weight(model).clone()
+    model.train_batch(x, y, sampler)
+    assert torch.equal(first_weight(model), ff_before)
+    assert not torch.equal(model.classifier.weight, classifier_before)
+    joint = make_ffc(schedule="joint")
+    joint.on_epoch_start(0, 3)
+    ff_before, classifier_before = (
+        first_weight(joint).clone(),
+        joint.classifier.weight.clone(),
+    )
+    joint.train_batch(x, y, sampler)
+    assert not torch.equal(first_weight(joint), ff_before)
+    assert not torch.equal(joint.classifier.weight, classifier_before)
+    with pytest.raises(InvalidValueError, match="schedule"):
+        make_ffc(schedule="sometimes")
+
+
+def test_bp_baseline_shapes_and_options() -> None:
+    model = ffcore.create_model("bp", input_shape=(1, 4, 4), num_classes=3, layers=[8, 6])
+    assert isinstance(model, BackpropMLP)
+    assert sum(p.numel() for p in model.parameters()) == 16 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3
+    assert model.logits(torch.randn(2, 1, 4, 4)).shape == (2, 3)
+    with pytest.raises(InvalidValueError, match="threshold"):
+        ffcore.create_model("bp", input_shape=(1, 4, 4), num_classes=3, threshold=1.0)
+    with pytest.raises(FFLibError, match="goodness_per_label"):
+        ffcore.create_probe("tryall").check(model)
+
+
+def test_classifier_probe_rejects_models_without_logits() -> None:
+    model = ffcore.create_model("ffnet", input_shape=(4,), num_classes=2, layers=[4])
+    with pytest.raises(FFLibError, match="probe 'classifier' needs a model with a read-out"):
+        ffcore.create_probe("classifier").check(model)
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "minimum"),
+    [
+        ("ffc", {"lr": 0.01, "model_options": {"classifier_lr": 0.01}}, 0.6),
+        ("ffc", {"lr": 0.01, "model_options": {"schedule": "joint", "classifier_lr": 0.01}}, 0.6),
+        ("bp", {"lr": 0.01}, 0.85),
+    ],
+)
+def test_learns_digits_well_above_chance(
+    model: str, options: dict[str, object], minimum: float
+) -> None:
+    config = TrainConfig(model=model, layers=[128], epochs=6, device="cpu", **options)  # type: ignore[arg-type]
+    metrics = train(build_run(config))
+    assert metrics["test_acc"] > minimum
+
+
+@pytest.mark.parametrize("name", ["ffc", "bp"])
+def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    options = {"layers": [8]}
+    model = ffcore.create_model(name, input_shape=(1, 4, 4), num_classes=3, **options)
+    sampler = ffcore.create_negatives("random")
+    x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))
+    model.on_epoch_start(1, 2)
+    model.train_batch(x, y, sampler)
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        model_name=name,
+        model_options=options,
+        input_shape=(1, 4, 4),
+        num_classes=3,
+    )
+    loaded = load_checkpoint(path).model
+    assert torch.equal(model.logits(x), loaded.logits(x))  # type: ignore[operator]
