@@ -25,7 +25,7 @@ import torch
 from ffcore.errors import CheckpointError
 from ffcore.interfaces import FFModel
 from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
-from ffcore.registry import create_model
+from ffcore.registry import build
 
 FORMAT_NAME = "fflib-checkpoint"
 FORMAT_VERSION = 1
@@ -80,12 +80,14 @@ def save_checkpoint(
     input_shape: tuple[int, ...],
     num_classes: int,
     extra: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
     plugins: FFPluginManager | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically; return the path.
 
     ``model_options`` must be JSON-serialisable: they rebuild the model on load. ``extra``
-    goes into the description as is (epoch, metrics, dataset, probe, config...).
+    goes into the description as is (epoch, metrics, dataset, probe, config...). ``state``
+    (plain tensors and numbers: RNG states, counters) is what resuming needs.
     """
     plugins = plugins or get_plugin_manager()
     spec = plugins.registry("model").get(model_name)
@@ -115,6 +117,7 @@ def save_checkpoint(
         "meta": meta_json,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizers": [optimizer.state_dict() for optimizer in model.optimizers()],
+        "state": state,
     }
     target = Path(path)
     atomic_write(target, lambda file: torch.save(payload, file))
@@ -153,6 +156,29 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def restore_weights(
+    model: FFModel, payload: dict[str, Any], path: str | os.PathLike[str]
+) -> list[Any]:
+    """Load a checkpoint payload's weights and optimizer states into ``model``.
+
+    Call it after ``model.to(device)``: optimizer states follow their parameters' device.
+    """
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit this model: {exc}") from None
+    optimizer_states = list(payload.get("optimizers", []))
+    optimizers = model.optimizers()
+    if len(optimizer_states) != len(optimizers):
+        raise CheckpointError(
+            f"{path}: holds {len(optimizer_states)} optimizer states, the model has "
+            f"{len(optimizers)} optimizers"
+        )
+    for optimizer, optimizer_state in zip(optimizers, optimizer_states, strict=True):
+        optimizer.load_state_dict(optimizer_state)
+    return optimizer_states
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -173,21 +199,15 @@ def load_checkpoint(
             f"{path} needs model {name!r} from {source}, which is not installed or is "
             "disabled: install or enable that plugin"
         )
-    model = create_model(
+    model = build(
+        plugins,
+        "model",
         name,
+        FFModel,
         input_shape=tuple(meta["input_shape"]),
         num_classes=int(meta["num_classes"]),
         **model_meta.get("options", {}),
     )
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit model {name!r}: {exc}") from None
     model.to(map_location)
-    optimizer_states = list(payload.get("optimizers", []))
-    optimizers = model.optimizers()
-    if len(optimizer_states) == len(optimizers):
-        # after .to(): load_state_dict moves the optimizer state onto the parameters' device
-        for optimizer, state in zip(optimizers, optimizer_states, strict=True):
-            optimizer.load_state_dict(state)
+    optimizer_states = restore_weights(model, payload, path)
     return Checkpoint(model=model, meta=meta, optimizer_states=optimizer_states)

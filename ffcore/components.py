@@ -103,6 +103,12 @@ class Registry:
             )
         canonical = normalize_name(name)
         alias_names = tuple(normalize_name(a) for a in aliases)
+        for alias in alias_names:
+            if not _NAME_PATTERN.match(alias):
+                raise PluginError(
+                    f"plugin {plugin!r} registered {self.kind} {canonical!r} with invalid alias "
+                    f"{alias!r} (expected letters, digits, '-' or '_')"
+                )
         for taken in (canonical, *alias_names):
             owner = self._owner(taken)
             if owner is not None:

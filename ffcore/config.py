@@ -52,6 +52,8 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = True
     out: str | None = None
+    save_every: int = 0
+    on_nonfinite: str = "error"
     preset: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +97,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "data_root": ((str,), "a directory path"),
     "download": ((bool,), "true or false"),
     "out": ((str,), "a file path"),
+    "save_every": ((int,), "a non-negative number of epochs (0: only at the end)"),
+    "on_nonfinite": ((str,), "'error', 'skip' or 'off'"),
     "preset": ((str,), "a preset name"),
     "model_options": ((dict,), "a table of options"),
     "dataset_options": ((dict,), "a table of options"),
@@ -102,6 +106,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+#: Fields whose default is ``None`` ("the component's own default").
+_OPTIONAL = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.default is None)
 
 
 def _bad(key: str, value: object) -> InvalidValueError:
@@ -113,6 +119,8 @@ def validate(config: TrainConfig) -> None:
     for key in FIELDS:
         value = getattr(config, key)
         if value is None:
+            if key not in _OPTIONAL:
+                raise _bad(key, value)
             continue
         types, _ = _TYPES[key]
         if isinstance(value, bool) and bool not in types:
@@ -130,6 +138,10 @@ def validate(config: TrainConfig) -> None:
         raise _bad("batch_size", config.batch_size)
     if config.lr is not None and not 0 < config.lr < float("inf"):
         raise _bad("lr", config.lr)
+    if config.save_every < 0:
+        raise _bad("save_every", config.save_every)
+    if config.on_nonfinite not in ("error", "skip", "off"):
+        raise _bad("on_nonfinite", config.on_nonfinite)
     if config.lr_schedule not in ("constant", "linear-cooldown", "cosine"):
         raise _bad("lr_schedule", config.lr_schedule)
     if not 0 <= config.val_split < 1:
@@ -138,6 +150,15 @@ def validate(config: TrainConfig) -> None:
         raise _bad("use", config.use)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.device):
         raise _bad("device", config.device)
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value read as TOML (numbers, booleans, strings, arrays); text that
+    is not valid TOML is taken as a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
 
 
 def _line_of(text: str, key: str) -> int | None:

@@ -94,8 +94,13 @@ def iterate_batches(
     shuffle: bool,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    start: int = 0,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of ``split`` by index (no per-sample work), on the split's device."""
+    """Batches of ``split`` by index (no per-sample work), on the split's device.
+
+    ``start`` skips that many batches of the (same) order: how a resumed run picks up
+    in the middle of an epoch.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidValueError("batch_size", batch_size, "a positive integer")
     count = len(split)
@@ -104,9 +109,15 @@ def iterate_batches(
     else:
         order = torch.arange(count, device=split.x.device)
     stop = count - count % batch_size if drop_last else count
-    for start in range(0, stop, batch_size):
-        index = order[start : start + batch_size]
+    for first in range(start * batch_size, stop, batch_size):
+        index = order[first : first + batch_size]
         yield split.x[index], split.y[index]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that orders epoch ``epoch``'s data: a function of seed and epoch only,
+    so a resumed run sees exactly the order the uninterrupted run saw."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 def num_batches(count: int, batch_size: int, *, drop_last: bool = False) -> int:

@@ -58,3 +58,28 @@ class CheckpointError(FFLibError):
 
 class PluginError(FFLibError):
     """A plugin that cannot be loaded or registers something invalid."""
+
+
+class DivergenceError(FFLibError):
+    """Training broke down: a NaN/inf loss or weight, or a layer whose units all went silent.
+
+    ``layer`` is the module where it was seen, when one was.
+    """
+
+    def __init__(self, message: str, layer: object | None = None) -> None:
+        self.layer = layer
+        super().__init__(message)
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after finishing a batch.
+
+    ``checkpoint`` is where the run was saved (``None`` if no checkpoint was asked for).
+    """
+
+    def __init__(self, signum: int, checkpoint: str | None, epoch: int, batch: int) -> None:
+        self.signum = signum
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.batch = batch
+        super().__init__(f"training stopped by signal {signum} in epoch {epoch + 1}, batch {batch}")

@@ -99,7 +99,7 @@ def fflib_train_start(run: TrainingRun) -> None:
 
 @hookspec
 def fflib_batch_end(run: TrainingRun, epoch: int, batch: int, loss: Tensor) -> None:
-    """A batch was trained. ``loss`` is a detached 0-d tensor (no host sync was made)."""
+    """A batch was trained. ``loss`` is a detached 0-d tensor; reading it forces a sync."""
 
 
 @hookspec
@@ -116,7 +116,11 @@ def fflib_train_end(run: TrainingRun, metrics: dict[str, float]) -> None:
 def fflib_layer_activations(
     run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
 ) -> None:
-    """A layer trained on a batch: its detached positive and negative activations."""
+    """A layer took a training step: its detached positive and negative activations.
+
+    Called once per layer per step: recurrent models (FFRNN) step every layer once per
+    frame, so several times per batch.
+    """
 
 
 @hookspec
@@ -128,7 +132,10 @@ def fflib_layer_goodness(
     g_neg: Tensor,
     loss: Tensor,
 ) -> None:
-    """A layer trained on a batch: its positive and negative goodness and its loss."""
+    """A layer took a training step: its positive and negative goodness and its loss.
+
+    Like :func:`fflib_layer_activations`, once per layer per step (per frame for FFRNN).
+    """
 
 
 #: Registration hook name for each component kind.

@@ -159,8 +159,11 @@ class FFPluginManager:
     def _add(self, name: str, plugin: object, info: PluginInfo) -> None:
         try:
             self.pm.register(plugin, name=name)
+            self._check_hook_names(name)
         except Exception as exc:  # e.g. a hookimpl with a name or argument pluggy rejects
             info.error = _error_text(exc)
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
             return
         try:
             for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
@@ -177,6 +180,16 @@ class FFPluginManager:
             names = [spec.name for spec in registry.specs() if spec.plugin == name]
             if names:
                 info.components[kind] = names
+
+    def _check_hook_names(self, plugin_name: str) -> None:
+        """Refuse an ``@hookimpl`` whose name matches no hookspec (a misspelt hook)."""
+        plugin = self.pm.get_plugin(plugin_name)
+        for attribute in dir(plugin):
+            if self.pm.parse_hookimpl_opts(plugin, attribute) is None:
+                continue
+            if getattr(self.pm.hook, attribute, None) is None or not hasattr(hookspecs, attribute):
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("fflib_")))
+                raise PluginError(f"unknown hook {attribute!r} (known hooks: {known})")
 
     def _run_registration(self, plugin_name: str, kind: str, hook_name: str) -> None:
         hook = getattr(self.pm.hook, hook_name)

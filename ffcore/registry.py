@@ -11,7 +11,7 @@ available by name::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from ffcore.components import ComponentSpec
 from ffcore.errors import PluginError
@@ -24,7 +24,9 @@ from ffcore.interfaces import (
     NegativeSampler,
     Probe,
 )
-from ffcore.plugin_manager import get_plugin_manager
+from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+
+T = TypeVar("T")
 
 
 def list_components(kind: str) -> list[str]:
@@ -42,12 +44,17 @@ def create_component(kind: str, name: str, /, **options: Any) -> Any:
     return get_plugin_manager().registry(kind).create(name, **options)
 
 
-def _expect(kind: str, name: str, obj: Any, cls: type) -> Any:
-    if not isinstance(obj, cls):
-        spec = get_component(kind, name)
+def build(
+    plugins: FFPluginManager | None, kind: str, name: str, expected: type[T], /, **options: Any
+) -> T:
+    """Build a component with a given plugin manager and check what the factory returned."""
+    registry = (plugins or get_plugin_manager()).registry(kind)
+    obj = registry.create(name, **options)
+    if not isinstance(obj, expected):
+        spec = registry.get(name)
         raise PluginError(
             f"{kind} {spec.name!r} from plugin {spec.plugin!r} built {type(obj).__name__}, "
-            f"expected a {cls.__name__}"
+            f"expected a {expected.__name__}"
         )
     return obj
 
@@ -59,8 +66,7 @@ def list_layers() -> list[str]:
 
 def create_layer(name: str, /, **options: Any) -> FFLayer:
     """Build an FF layer, e.g. ``create_layer("ffdense", in_features=784, out_features=500)``."""
-    layer: FFLayer = _expect("layer", name, create_component("layer", name, **options), FFLayer)
-    return layer
+    return build(None, "layer", name, FFLayer, **options)
 
 
 def list_models() -> list[str]:
@@ -72,11 +78,15 @@ def create_model(
     name: str, /, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> FFModel:
     """Build a model for inputs of ``input_shape`` and ``num_classes`` labels."""
-    obj = create_component(
-        "model", name, input_shape=tuple(input_shape), num_classes=num_classes, **options
+    return build(
+        None,
+        "model",
+        name,
+        FFModel,
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        **options,
     )
-    model: FFModel = _expect("model", name, obj, FFModel)
-    return model
 
 
 def list_goodness() -> list[str]:
@@ -86,9 +96,7 @@ def list_goodness() -> list[str]:
 
 def create_goodness(name: str, /, **options: Any) -> GoodnessFunction:
     """Build a goodness function."""
-    obj = create_component("goodness", name, **options)
-    goodness: GoodnessFunction = _expect("goodness", name, obj, GoodnessFunction)
-    return goodness
+    return build(None, "goodness", name, GoodnessFunction, **options)
 
 
 def list_losses() -> list[str]:
@@ -98,8 +106,7 @@ def list_losses() -> list[str]:
 
 def create_loss(name: str, /, **options: Any) -> FFLoss:
     """Build an FF loss."""
-    loss: FFLoss = _expect("loss", name, create_component("loss", name, **options), FFLoss)
-    return loss
+    return build(None, "loss", name, FFLoss, **options)
 
 
 def list_probes() -> list[str]:
@@ -109,8 +116,7 @@ def list_probes() -> list[str]:
 
 def create_probe(name: str, /, **options: Any) -> Probe:
     """Build a probe."""
-    probe: Probe = _expect("probe", name, create_component("probe", name, **options), Probe)
-    return probe
+    return build(None, "probe", name, Probe, **options)
 
 
 def list_negatives() -> list[str]:
@@ -120,9 +126,7 @@ def list_negatives() -> list[str]:
 
 def create_negatives(name: str, /, **options: Any) -> NegativeSampler:
     """Build a negative sampler."""
-    obj = create_component("negatives", name, **options)
-    sampler: NegativeSampler = _expect("negatives", name, obj, NegativeSampler)
-    return sampler
+    return build(None, "negatives", name, NegativeSampler, **options)
 
 
 def list_datasets() -> list[str]:
@@ -132,9 +136,7 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str, /, **options: Any) -> DataSplits:
     """Load a dataset's splits, e.g. ``load_dataset("digits", val_split=0.1)``."""
-    obj = create_component("dataset", name, **options)
-    splits: DataSplits = _expect("dataset", name, obj, DataSplits)
-    return splits
+    return build(None, "dataset", name, DataSplits, **options)
 
 
 def list_presets() -> list[str]:
@@ -144,7 +146,4 @@ def list_presets() -> list[str]:
 
 def get_preset(name: str, /) -> dict[str, Any]:
     """The settings of a preset, as a dict of ``ff train`` keys."""
-    settings = create_component("preset", name)
-    if not isinstance(settings, dict):
-        raise PluginError(f"preset {name!r} returned {type(settings).__name__}, expected a dict")
-    return dict(settings)
+    return dict(build(None, "preset", name, dict))

@@ -1,25 +1,29 @@
 """The training loop: builds a run from a :class:`TrainConfig` and trains it.
 
-The loop keeps whole data sets as tensors on the device, batches by index, and makes no
-host-device sync inside an epoch (the loss is summed on the device). Plugin lifecycle
-hooks fire at train start, batch end, epoch end and train end; the per-layer hooks are
-wired in only when some plugin implements them, so idle hooks cost nothing.
+The loop keeps whole data sets as tensors on the device and batches by index. Each
+epoch's data order depends only on the seed and the epoch number, so a run resumed from a
+checkpoint (even one taken mid-epoch) continues exactly as the uninterrupted run would.
+Plugin lifecycle hooks fire at train start, batch end, epoch end and train end; the
+per-layer hooks are wired in only when some plugin implements them, so idle hooks cost
+nothing. SIGINT/SIGTERM stop training after the current batch, with a checkpoint.
 """
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ffcore.components import normalize_name
 from ffcore.config import TrainConfig
-from ffcore.data import iterate_batches, num_batches
-from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.data import epoch_generator, iterate_batches, num_batches
+from ffcore.devices import resolve_device
+from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
 from ffcore.interfaces import (
     DataSplits,
     FFLayer,
@@ -30,31 +34,12 @@ from ffcore.interfaces import (
     Split,
 )
 from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
-from ffcore.registry import create_model, create_negatives, create_probe, load_dataset
+from ffcore.registry import build
+from ffcore.schedules import current_lrs, lr_factor, scale_lrs
+from ffcore.signals import StopRequests
 
 #: Samples per forward pass when evaluating (TryAll multiplies this by the label count).
 EVAL_BATCH_SIZE = 1000
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; others must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidValueError(
-            "device", name, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidValueError("device", name, "an available device (CUDA is not available)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidValueError("device", name, "an available device (MPS is not available)")
-    return device
 
 
 @torch.no_grad()
@@ -84,39 +69,18 @@ class TrainingRun:
     probe: Probe
     device: torch.device
     plugins: FFPluginManager
-    #: Epochs completed so far and batches trained so far.
+    #: Epochs completed, batches completed in the current epoch, batches trained in all.
     epoch: int = 0
+    batch: int = 0
     step: int = 0
+    #: Loss summed over the current epoch's batches so far; batches skipped as non-finite.
+    loss_sum: float = 0.0
+    skipped: int = 0
+    #: Learning rates before the schedule scaled them (set when training starts).
+    base_lrs: list[list[float]] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
-
-
-LR_SCHEDULES = ("constant", "linear-cooldown", "cosine")
-
-
-def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
-    """The learning-rate multiplier for 0-based ``epoch`` of ``epochs``.
-
-    ``linear-cooldown`` keeps the rate for the first half, then decays it linearly towards
-    zero (Hinton's schedule); ``cosine`` follows half a cosine from 1 to near 0.
-    """
-    if schedule == "constant" or epochs <= 1:
-        return 1.0
-    if schedule == "linear-cooldown":
-        half = epochs // 2
-        if epoch < half:
-            return 1.0
-        return (epochs - epoch) / (epochs - half + 1)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-    raise InvalidValueError("lr_schedule", schedule, f"one of {', '.join(LR_SCHEDULES)}")
-
-
-def _apply_lr_schedule(model: FFModel, base_lrs: list[list[float]], factor: float) -> None:
-    for optimizer, bases in zip(model.optimizers(), base_lrs, strict=True):
-        for group, base in zip(optimizer.param_groups, bases, strict=True):
-            group["lr"] = base * factor
 
 
 class Progress(Protocol):
@@ -154,19 +118,30 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
     device = resolve_device(config.device)
     model_spec = plugins.registry("model").get(config.model)
     negatives_spec = plugins.registry("negatives").get(config.negatives)
-    data = load_dataset(config.dataset, **dataset_kwargs(config, plugins))
+    data = build(plugins, "dataset", config.dataset, DataSplits, **dataset_kwargs(config, plugins))
     torch.manual_seed(config.seed)
-    model = create_model(
+    model = build(
+        plugins,
+        "model",
         config.model,
+        FFModel,
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         **config.model_kwargs(),
     )
     model.to(device)
     probe_name = config.probe or model.default_probe
-    probe = create_probe(probe_name)
+    probe = build(plugins, "probe", probe_name, Probe)
     probe.check(model)
-    negatives = create_negatives(config.negatives, **config.negatives_options)
+    if config.batch_size > len(data.train):
+        raise InvalidValueError(
+            "batch_size",
+            config.batch_size,
+            f"at most the {len(data.train)} training samples of {data.name!r}",
+        )
+    negatives = build(
+        plugins, "negatives", config.negatives, NegativeSampler, **config.negatives_options
+    )
     data = DataSplits(
         name=data.name,
         train=data.train.to(device),
@@ -218,11 +193,47 @@ class _HookObserver:
             )
 
 
-def train(run: TrainingRun, progress: Progress | None = None) -> dict[str, float]:
+def _health_check(run: TrainingRun, names: dict[int, str]) -> None:
+    """End-of-epoch checks: no NaN/inf weights, no layer whose units all went silent."""
+    for name, parameter in run.model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise DivergenceError(
+                f"training diverged in epoch {run.epoch + 1}: parameter {name!r} holds NaN or "
+                "infinite values; lower the learning rate"
+            )
+    for module in run.model.modules():
+        if isinstance(module, FFLayer) and module.alive is not None and not bool(module.alive):
+            raise DivergenceError(
+                f"training diverged in epoch {run.epoch + 1}: every unit of layer "
+                f"{names.get(id(module), type(module).__name__)!r} is silent (no activation on "
+                f"the last batch), so it can no longer learn; lower the learning rate "
+                f"(it is {module.lr:g})",
+                layer=module,
+            )
+
+
+def _divergence_message(run: TrainingRun, exc: DivergenceError, names: dict[int, str]) -> str:
+    where = f"in epoch {run.epoch + 1}, batch {run.batch + 1}"
+    layer = f" (layer {names[id(exc.layer)]!r})" if id(exc.layer) in names else ""
+    return (
+        f"training diverged {where}: {exc}{layer}; lower the learning rate, check the data, "
+        "or pass --on-nonfinite skip to skip such batches"
+    )
+
+
+#: Saves a run and returns where (``ff train`` writes its ``--out`` file).
+Checkpointer = Callable[[TrainingRun], Path]
+
+
+def train(
+    run: TrainingRun, progress: Progress | None = None, *, checkpoint: Checkpointer | None = None
+) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
 
-    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (when there is a validation
-    split), ``test_acc``, ``train_seconds`` and ``epochs``.
+    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (when there is a validation split),
+    ``test_acc``, ``train_seconds``, ``epochs`` and ``skipped_batches``. ``checkpoint`` is
+    called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
+    (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
     """
     config, model, plugins = run.config, run.model, run.plugins
     hook = plugins.hook
@@ -234,47 +245,81 @@ def train(run: TrainingRun, progress: Progress | None = None) -> dict[str, float
         if wants_activations or wants_goodness
         else None
     )
+    check_finite = config.on_nonfinite != "off"
+    # Per-layer checks stop a NaN before it reaches the weights, at one sync per layer
+    # step: free on the CPU and needed to skip batches; elsewhere one check per batch.
+    per_layer = check_finite and (run.device.type == "cpu" or config.on_nonfinite == "skip")
+    for module in model.modules():
+        if isinstance(module, FFLayer):
+            module.check_finite = per_layer
+    names = {id(module): name for name, module in model.named_modules() if name}
+    optimizers = model.optimizers()
+    if run.base_lrs is None:
+        run.base_lrs = current_lrs(optimizers)
     hook.fflib_train_start(run=run)
-    generator = torch.Generator().manual_seed(config.seed + run.epoch)
     batches = num_batches(len(run.data.train), config.batch_size)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
-    base_lrs = [[float(g["lr"]) for g in opt.param_groups] for opt in model.optimizers()]
-    while run.epoch < config.epochs:
-        epoch = run.epoch
-        _apply_lr_schedule(model, base_lrs, lr_factor(config.lr_schedule, epoch, config.epochs))
-        model.on_epoch_start(epoch, config.epochs)
-        if progress is not None:
-            progress.epoch_start(epoch + 1, config.epochs, batches)
-        epoch_started = time.perf_counter()
-        loss_sum: Tensor = torch.zeros((), device=run.device)
-        for batch, (x, y) in enumerate(
-            iterate_batches(run.data.train, config.batch_size, shuffle=True, generator=generator)
-        ):
-            loss = model.train_batch(x, y, run.negatives)
-            loss_sum = loss_sum + loss
-            run.step += 1
-            if wants_batches:
-                hook.fflib_batch_end(run=run, epoch=epoch, batch=batch, loss=loss)
+    with StopRequests() as stop:
+        while run.epoch < config.epochs:
+            epoch = run.epoch
+            scale_lrs(optimizers, run.base_lrs, lr_factor(config.lr_schedule, epoch, config.epochs))
+            model.on_epoch_start(epoch, config.epochs)
             if progress is not None:
-                progress.advance()
-        metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum.item()) / batches}
-        if run.data.val is not None and len(run.data.val):
-            metrics["val_acc"] = evaluate(model, run.probe, run.data.val)
-        metrics["epoch_seconds"] = time.perf_counter() - epoch_started
-        run.epoch += 1
-        run.history.append(metrics)
-        hook.fflib_epoch_end(run=run, epoch=epoch, metrics=metrics)
-        if progress is not None:
-            progress.epoch_end(epoch + 1, metrics)
-    _apply_lr_schedule(model, base_lrs, 1.0)
-    train_seconds = time.perf_counter() - started
-    final: dict[str, float] = {"epochs": float(run.epoch), "train_seconds": train_seconds}
-    if "loss" in metrics:
-        final["loss"] = metrics["loss"]
-    if "val_acc" in metrics:
-        final["val_acc"] = metrics["val_acc"]
+                progress.epoch_start(epoch + 1, config.epochs, batches)
+            epoch_started = time.perf_counter()
+            loss_sum = torch.tensor(run.loss_sum, device=run.device)
+            order = epoch_generator(config.seed, epoch)
+            for x, y in iterate_batches(
+                run.data.train, config.batch_size, shuffle=True, generator=order, start=run.batch
+            ):
+                try:
+                    loss = model.train_batch(x, y, run.negatives)
+                    if check_finite and not bool(torch.isfinite(loss)):
+                        raise DivergenceError(f"non-finite loss {float(loss)}")
+                except DivergenceError as exc:
+                    if config.on_nonfinite != "skip":
+                        raise DivergenceError(_divergence_message(run, exc, names)) from None
+                    run.skipped += 1
+                else:
+                    loss_sum = loss_sum + loss
+                    if wants_batches:
+                        hook.fflib_batch_end(run=run, epoch=epoch, batch=run.batch, loss=loss)
+                run.batch += 1
+                run.step += 1
+                if progress is not None:
+                    progress.advance()
+                if stop.signum is not None:
+                    run.loss_sum = float(loss_sum)
+                    saved = checkpoint(run) if checkpoint is not None else None
+                    raise TrainingInterrupted(
+                        stop.signum, str(saved) if saved else None, epoch, run.batch
+                    )
+            _health_check(run, names)
+            metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
+            if run.data.val is not None and len(run.data.val):
+                metrics["val_acc"] = evaluate(model, run.probe, run.data.val)
+            metrics["epoch_seconds"] = time.perf_counter() - epoch_started
+            run.epoch += 1
+            run.batch = 0
+            run.loss_sum = 0.0
+            run.history.append(metrics)
+            hook.fflib_epoch_end(run=run, epoch=epoch, metrics=metrics)
+            if progress is not None:
+                progress.epoch_end(epoch + 1, metrics)
+            save_due = config.save_every and run.epoch % config.save_every == 0
+            if checkpoint is not None and save_due and run.epoch < config.epochs:
+                checkpoint(run)
+    scale_lrs(optimizers, run.base_lrs, 1.0)
+    final: dict[str, float] = {
+        "epochs": float(run.epoch),
+        "train_seconds": time.perf_counter() - started,
+        "skipped_batches": float(run.skipped),
+    }
+    for key in ("loss", "val_acc"):
+        if key in metrics:
+            final[key] = metrics[key]
     final["test_acc"] = evaluate(model, run.probe, run.data.test)
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)

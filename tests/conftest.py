@@ -10,7 +10,7 @@ import torch
 from ffcore import plugin_manager
 from ffcore.plugin_manager import FFPluginManager
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # predictable on a shared 2-core machine
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,9 @@ from torch import nn
 from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.context import plugin_manager_for
+from ffcore.devices import resolve_device
 from ffcore.registry import create_probe, load_dataset
-from ffcore.training import evaluate, resolve_device
+from ffcore.training import evaluate
 
 
 def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-import tomllib
 
-from ffcore.checkpoint import save_checkpoint
 from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.progress import ClickProgress
-from ffcore.config import TrainConfig, build_config, read_config_file
-from ffcore.errors import InvalidValueError
+from ffcore.config import build_config, parse_value, read_config_file
+from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.registry import get_preset
-from ffcore.training import build_run, dataset_kwargs, train
+from ffcore.runs import resume_run, save_run
+from ffcore.training import build_run, train
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -52,11 +52,7 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
         raise InvalidValueError(
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return OPTION_TABLES[kind], option, value
+    return OPTION_TABLES[kind], option, parse_value(raw)
 
 
 def count_parameters(model: Any) -> int:
@@ -67,6 +63,11 @@ def count_parameters(model: Any) -> int:
 @click.command("train")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--preset", help="Named settings to start from (e.g. 'seed': FFLib 0.3.0's).")
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    help="Continue the run saved in this checkpoint (exactly where it stopped).",
+)
 @click.option("--model", "-m", help="Model name (see ff list-plugins). [default: ffnet]")
 @click.option("--dataset", help="Dataset name. [default: digits]")
 @click.option("--layers", callback=parse_layers, help="Layer widths, e.g. 2000,2000.")
@@ -90,6 +91,12 @@ def count_parameters(model: Any) -> int:
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
 @click.option("--download/--no-download", default=None, help="Allow downloading data.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Checkpoint path.")
+@click.option("--save-every", type=int, help="Also save the checkpoint every N epochs.")
+@click.option(
+    "--on-nonfinite",
+    type=click.Choice(["error", "skip", "off"]),
+    help="A NaN/inf loss: stop with an error, skip the batch, or don't check. [default: error]",
+)
 @click.option(
     "--option",
     "-O",
@@ -101,9 +108,18 @@ def count_parameters(model: Any) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary, nothing else.")
 @click.pass_context
 def train_command(
-    ctx: click.Context, /, config_file: str | None, as_json: bool, **options: Any
+    ctx: click.Context,
+    /,
+    config_file: str | None,
+    resume: str | None,
+    as_json: bool,
+    **options: Any,
 ) -> None:
-    """Train a model, report validation and test accuracy, and save a checkpoint."""
+    """Train a model, report validation and test accuracy, and save a checkpoint.
+
+    Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
+    `ff train --resume` continues from.
+    """
     started = time.perf_counter()
     plugins = plugin_manager_for(ctx)
     overrides: dict[str, Any] = {
@@ -114,14 +130,20 @@ def train_command(
     for text in options["component_options"]:
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
-    file_settings = read_config_file(config_file) if config_file else {}
-    preset_name = overrides.get("preset", file_settings.get("preset"))
-    preset = get_preset(preset_name) if preset_name else None
-    config: TrainConfig = build_config(preset=preset, file=file_settings, overrides=overrides)
-
-    run = build_run(config, plugins)
+    if resume:
+        if config_file or "preset" in overrides:
+            raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
+        run = resume_run(resume, overrides, plugins)
+    else:
+        file_settings = read_config_file(config_file) if config_file else {}
+        preset_name = overrides.get("preset", file_settings.get("preset"))
+        preset = get_preset(preset_name) if preset_name else None
+        config = build_config(preset=preset, file=file_settings, overrides=overrides)
+        run = build_run(config, plugins)
+    config = run.config
     parameters = count_parameters(run.model)
     data = run.data
+    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
     if not as_json:
         val_size = len(data.val) if data.val else 0
         sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
@@ -130,27 +152,24 @@ def train_command(
             f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
             f"device {run.device}"
         )
-    metrics = train(run, progress=None if as_json else ClickProgress())
-    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
-    checkpoint = save_checkpoint(
-        out,
-        run.model,
-        model_name=run.names["model"],
-        model_options=config.model_kwargs(),
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        plugins=plugins,
-        extra={
-            "dataset": {"name": run.names["dataset"], "options": dataset_kwargs(config, plugins)},
-            "probe": run.names["probe"],
-            "negatives": run.names["negatives"],
-            "epoch": run.epoch,
-            "metrics": metrics,
-            "history": run.history,
-            "config": config.to_dict(),
-            "class_names": list(data.class_names),
-        },
-    )
+        if resume:
+            click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
+    try:
+        metrics = train(
+            run,
+            progress=None if as_json else ClickProgress(),
+            checkpoint=lambda current: save_run(current, out),
+        )
+    except TrainingInterrupted as stop:
+        name = signal.Signals(stop.signum).name
+        click.echo(
+            f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
+            f"checkpoint written to {stop.checkpoint}; continue with: "
+            f"ff train --resume {stop.checkpoint}",
+            err=True,
+        )
+        ctx.exit(128 + stop.signum)
+    checkpoint = save_run(run, out, metrics)
     wall = time.perf_counter() - started
     if as_json:
         summary = {
@@ -161,6 +180,7 @@ def train_command(
             "test_acc": metrics["test_acc"],
             "train_seconds": metrics["train_seconds"],
             "wall_seconds": wall,
+            "skipped_batches": int(metrics["skipped_batches"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),

@@ -59,6 +59,12 @@ class DataSplits:
                 )
             if not len(split):
                 continue
+            if split.x.is_floating_point() and not bool(torch.isfinite(split.x).all()):
+                bad = int((~torch.isfinite(split.x)).sum())
+                raise DataError(
+                    f"dataset {self.name!r}: {split_name} inputs hold {bad} NaN or infinite "
+                    "values; clean or impute them first"
+                )
             low, high = int(split.y.min()), int(split.y.max())
             if low < 0 or high >= self.num_classes:
                 raise DataError(

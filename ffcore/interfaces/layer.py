@@ -9,6 +9,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ffcore.errors import DivergenceError
 from ffcore.interfaces.goodness import GoodnessFunction
 from ffcore.interfaces.loss import FFLoss
 from ffcore.optim import check_lr
@@ -46,6 +47,13 @@ class FFLayer(nn.Module, ABC):
     threshold: float
     maximise: bool
     optimizer: torch.optim.Optimizer
+    #: Check each step's loss before updating (one host sync); a NaN/inf loss raises
+    #: :class:`~ffcore.errors.DivergenceError` instead of writing NaN into the weights.
+    #: The trainer turns it on for CPU runs and ``--on-nonfinite skip``; on accelerators
+    #: it checks once per batch instead, to keep the device busy.
+    check_finite: bool = True
+    #: Whether any unit fired on the last positive batch (a 0-d bool tensor, no sync).
+    alive: Tensor | None = None
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor:
@@ -72,17 +80,34 @@ class FFLayer(nn.Module, ABC):
         Returns the detached activations (computed before the update), which feed the next
         layer, with their goodness and the loss.
         """
-        n_pos = x_pos.shape[0]
-        h = self(torch.cat((x_pos, x_neg)))
+        return self.update(self(torch.cat((x_pos, x_neg))), x_pos.shape[0])
+
+    def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
+        """Take the optimizer step for activations ``h`` (positives first, then negatives).
+
+        The shared tail of every layer's training step: goodness, loss, the non-finite
+        check (when ``check_finite``: a NaN/inf loss raises before any weight changes),
+        backward, step, and the ``alive`` flag. Layers whose forward pass differs (e.g.
+        recurrent ones) compute ``h`` their own way and call this.
+        """
         g = self.goodness_fn(h)
-        loss = self.loss(g[:n_pos], g[n_pos:])
+        loss = self.loss(g[:num_pos], g[num_pos:])
+        if self.check_finite and not bool(torch.isfinite(loss)):
+            raise DivergenceError(
+                f"non-finite loss {float(loss.detach())} in {type(self).__name__}", layer=self
+            )
         self.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         self.optimizer.step()
         h = h.detach()
         g = g.detach()
+        self.alive = h[:num_pos].ne(0).any()
         return LayerStepResult(
-            h_pos=h[:n_pos], h_neg=h[n_pos:], g_pos=g[:n_pos], g_neg=g[n_pos:], loss=loss.detach()
+            h_pos=h[:num_pos],
+            h_neg=h[num_pos:],
+            g_pos=g[:num_pos],
+            g_neg=g[num_pos:],
+            loss=loss.detach(),
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -91,8 +92,20 @@ class FFDense(FFLayer):
         self.eps = eps
         self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
         self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
+        default_threshold = self.goodness_fn.default_threshold(out_features)
         if threshold is None:
-            threshold = self.goodness_fn.default_threshold(out_features)
+            threshold = default_threshold
+        elif (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold)
+            or (threshold < 0 <= default_threshold)
+            or (threshold > 0 >= default_threshold)
+        ):
+            sign = "non-negative" if default_threshold >= 0 else "non-positive"
+            raise InvalidValueError(
+                "threshold", threshold, f"a finite {sign} number for this goodness"
+            )
         self.threshold = float(threshold)
         self.maximise = maximise
         self.optimizer = make_optimizer(optimizer, self.parameters(), lr)

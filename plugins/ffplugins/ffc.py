@@ -158,4 +158,4 @@ def ffc(
 
 @hookimpl
 def fflib_register_models(register: Register) -> None:
-    register("ffc", ffc, aliases=["ff-c", "ff+c"])
+    register("ffc", ffc, aliases=["ff-c"])

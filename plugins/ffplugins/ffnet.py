@@ -90,7 +90,12 @@ class FFNet(FFModel):
     def embed(self, x: Tensor, y: Tensor) -> Tensor:
         """The flattened input with the label's one-hot code appended."""
         flat = self.flatten(x)
-        one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
+        try:
+            one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
+        except RuntimeError:  # one_hot checks the range itself; say it in our words
+            raise InvalidValueError(
+                "labels", y.tolist()[:10], f"integers in 0..{self.num_classes - 1}"
+            ) from None
         return torch.cat((flat, one_hot), dim=1)
 
     def neutral_input(self, x: Tensor) -> Tensor:

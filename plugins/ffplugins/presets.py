@@ -15,6 +15,7 @@ def seed() -> dict[str, Any]:
         "layers": [2000, 2000],
         "batch_size": 128,
         "lr": 0.02,
+        "lr_schedule": "constant",
         "threshold": 20.0,
         "goodness": "mean-squares",
         "loss": "softplus-threshold",

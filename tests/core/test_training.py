@@ -11,9 +11,11 @@ from torch import Tensor
 
 import ffcore
 from ffcore.config import TrainConfig
+from ffcore.devices import resolve_device
 from ffcore.errors import InvalidValueError
 from ffcore.plugin_manager import FFPluginManager
-from ffcore.training import build_run, evaluate, lr_factor, resolve_device, train
+from ffcore.schedules import lr_factor
+from ffcore.training import build_run, evaluate, train
 
 
 def test_tiny_run_learns_digits_well_above_chance() -> None:
@@ -63,9 +65,11 @@ def test_lifecycle_hooks_fire_in_order(manager: FFPluginManager) -> None:
             events.append(("end", "test_acc" in metrics))
 
     manager.register(Recorder(), name="recorder")
-    config = TrainConfig(layers=[8, 4], epochs=2, batch_size=1000, device="cpu", use=0.5)
-    train(build_run(config, manager))
-    batches = -(-int(1437 * 0.5 * 0.9 + 1) // 1000)
+    config = TrainConfig(layers=[8, 4], epochs=2, batch_size=500, device="cpu", use=0.5)
+    run = build_run(config, manager)
+    train(run)
+    batches = -(-len(run.data.train) // 500)
+    assert batches == 2
     assert events[0] == ("start",)
     assert events[-1] == ("end", True)
     per_batch = [("activations", 0, 8), ("goodness", 0), ("activations", 1, 4), ("goodness", 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from ffplugins.dense import FFDense
 from ffplugins.ffc import FFC
 
 
-def make_ffc(**options: object) -> FFC:
+def make_ffc(**options: Any) -> FFC:
     torch.manual_seed(0)
     model = ffcore.create_model(
         "ffc", input_shape=(1, 4, 4), num_classes=3, layers=[8, 6], **options
@@ -138,7 +139,7 @@ def test_learns_digits_well_above_chance(
 @pytest.mark.parametrize("name", ["ffc", "bp"])
 def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
     torch.manual_seed(1)
-    options = {"layers": [8]}
+    options: dict[str, Any] = {"layers": [8]}
     model = ffcore.create_model(name, input_shape=(1, 4, 4), num_classes=3, **options)
     sampler = ffcore.create_negatives("random")
     x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ def _small_net(
     layers: Sequence[int] = (32, 16),
     input_shape: tuple[int, ...] = (1, 4, 4),
     num_classes: int = 5,
-    **options: object,
+    **options: Any,
 ) -> FFNet:
     model = ffcore.create_model(
         "ffnet", input_shape=input_shape, num_classes=num_classes, layers=list(layers), **options

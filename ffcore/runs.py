@@ -1,0 +1,121 @@
+"""Saving a training run to a checkpoint and resuming it exactly.
+
+A run checkpoint is an ordinary FFLib checkpoint (see :mod:`ffcore.checkpoint`) whose
+description also holds the full ``TrainConfig``, the history and the component names, and
+whose payload holds the training state: epoch and batch counters, the learning rates the
+schedule scales, and torch's RNG states. Data order is a function of seed and epoch, so
+``resume_run`` continues bit for bit where the saved run stopped (on the CPU).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ffcore.checkpoint import read_checkpoint, restore_weights, save_checkpoint
+from ffcore.config import TrainConfig
+from ffcore.errors import CheckpointError, InvalidValueError
+from ffcore.plugin_manager import FFPluginManager
+from ffcore.training import TrainingRun, build_run, dataset_kwargs
+
+#: Settings that may change when resuming; everything else comes from the checkpoint.
+RESUME_OVERRIDES = ("epochs", "out", "device", "save_every", "on_nonfinite")
+
+
+def component_names(run: TrainingRun) -> dict[str, str | None]:
+    """Every component the run uses, by kind, defaults resolved (goodness, loss...)."""
+    names: dict[str, str | None] = dict(run.names)
+    factory = run.plugins.registry("model").get(run.config.model).factory
+    parameters = inspect.signature(factory).parameters
+    for kind in ("layer", "goodness", "loss"):
+        chosen = getattr(run.config, kind, None) or run.config.model_options.get(kind)
+        default = parameters[kind].default if kind in parameters else None
+        value = chosen if chosen is not None else default
+        names[kind] = value if isinstance(value, str) else None
+    return names
+
+
+def training_state(run: TrainingRun) -> dict[str, Any]:
+    """Counters, scheduled learning rates and RNG states: what an exact resume needs."""
+    return {
+        "epoch": run.epoch,
+        "batch": run.batch,
+        "step": run.step,
+        "loss_sum": run.loss_sum,
+        "skipped": run.skipped,
+        "base_lrs": run.base_lrs,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def save_run(
+    run: TrainingRun, path: str | os.PathLike[str], metrics: Mapping[str, float] | None = None
+) -> Path:
+    """Write ``run`` (model, optimizers, training state, description) to ``path``."""
+    config, data = run.config, run.data
+    return save_checkpoint(
+        path,
+        run.model,
+        model_name=run.names["model"],
+        model_options=config.model_kwargs(),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        plugins=run.plugins,
+        extra={
+            "dataset": {
+                "name": run.names["dataset"],
+                "options": dataset_kwargs(config, run.plugins),
+            },
+            "probe": run.names["probe"],
+            "negatives": run.names["negatives"],
+            "components": component_names(run),
+            "epoch": run.epoch,
+            "batch": run.batch,
+            "complete": run.epoch >= config.epochs and run.batch == 0,
+            "metrics": dict(metrics) if metrics else (run.history[-1] if run.history else {}),
+            "history": run.history,
+            "config": config.to_dict(),
+            "class_names": list(data.class_names),
+        },
+        state=training_state(run),
+    )
+
+
+def resume_run(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    plugins: FFPluginManager | None = None,
+) -> TrainingRun:
+    """Rebuild the run saved in ``path`` and restore it to where it stopped.
+
+    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+    """
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key not in RESUME_OVERRIDES:
+            raise InvalidValueError(
+                "setting when resuming",
+                key,
+                f"one of {', '.join(RESUME_OVERRIDES)} (the rest comes from the checkpoint)",
+            )
+    payload = read_checkpoint(path)
+    meta, state = payload["meta"], payload.get("state")
+    if not isinstance(state, dict) or "config" not in meta:
+        raise CheckpointError(f"{path} holds no training state to resume from")
+    config = TrainConfig(**{**meta["config"], **overrides})
+    run = build_run(config, plugins)
+    restore_weights(run.model, payload, path)
+    run.epoch, run.batch, run.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+    run.loss_sum, run.skipped = float(state["loss_sum"]), int(state["skipped"])
+    run.base_lrs = state["base_lrs"]
+    run.history = list(meta.get("history", []))
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return run
