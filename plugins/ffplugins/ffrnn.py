@@ -1,0 +1,276 @@
+"""FFRNN: Hinton's recurrent Forward-Forward network, image at the bottom, label at the top."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ffcore import create_layer, hookimpl
+from ffcore.errors import InvalidValueError
+from ffcore.hookspecs import Register
+from ffcore.interfaces import FFModel, NegativeSampler
+from ffplugins.recurrent import FFRecurrentLayer
+
+
+def check_frames(frames: int) -> int:
+    """``frames`` if it is a positive integer."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise InvalidValueError("frames", frames, "a positive integer")
+    return frames
+
+
+def parse_test_frames(value: Sequence[int] | str, frames: int) -> tuple[int, int]:
+    """``(low, high)``: the 1-based, inclusive frames whose goodness predicts.
+
+    Accepts ``"low:high"`` or a pair ``[low, high]`` with ``1 <= low <= high <= frames``.
+    """
+    expected = (
+        f"'low:high' or [low, high] with 1 <= low <= high <= frames ({frames}), "
+        "1-based and inclusive"
+    )
+    try:
+        if isinstance(value, str):
+            low_text, sep, high_text = value.partition(":")
+            if not sep:
+                raise ValueError(value)
+            low, high = int(low_text), int(high_text)
+        else:
+            items = list(value)
+            if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+                raise ValueError(value)
+            low, high = items
+    except (TypeError, ValueError):
+        raise InvalidValueError("test_frames", value, expected) from None
+    if not 1 <= low <= high <= frames:
+        raise InvalidValueError("test_frames", value, expected)
+    return low, high
+
+
+class FFRNN(FFModel):
+    """A stack of recurrent FF layers between the image (bottom) and the label (top).
+
+    The flattened input sits below the first layer and the label's one-hot code above the
+    last. Every layer keeps a state. States start deterministically: at zero, followed by
+    one bottom-up pass (each layer sees the fresh state below it, zero above it, or the
+    label for the top layer). Then the network runs synchronous *frames*: in each frame
+    every layer computes its new state from the previous frame's states of the layers below
+    and above and its own (:meth:`FFRecurrentLayer.step`).
+
+    Training runs ``frames`` frames on positive and negative data together, each layer
+    taking one local step per frame. Prediction runs frames ``1 .. high`` of
+    ``test_frames = (low, high)`` (1-based, inclusive; frame 1 is the first after the
+    bottom-up pass) and averages each layer's signed goodness over frames ``low .. high``,
+    summed over layers.
+    """
+
+    default_probe = "tryall"
+
+    def __init__(
+        self,
+        layers: Sequence[FFRecurrentLayer],
+        input_features: int,
+        num_classes: int,
+        *,
+        frames: int = 10,
+        test_frames: Sequence[int] | str = "3:8",
+    ) -> None:
+        super().__init__()
+        if not layers:
+            raise InvalidValueError("layers", list(layers), "at least one layer")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, FFRecurrentLayer):
+                raise InvalidValueError(
+                    "layer", type(layer).__name__, "a recurrent layer (an FFRecurrentLayer)"
+                )
+            below = input_features if index == 0 else layers[index - 1].rc_features
+            above = num_classes if index == len(layers) - 1 else layers[index + 1].rc_features
+            if (layer.fw_features, layer.bw_features) != (below, above):
+                raise InvalidValueError(
+                    "layers",
+                    f"layer {index} with fw_features={layer.fw_features}, "
+                    f"bw_features={layer.bw_features}",
+                    f"fw_features={below} and bw_features={above} to fit its neighbours",
+                )
+        self.layers = nn.ModuleList(layers)
+        self.input_features = input_features
+        self.num_classes = num_classes
+        self.frames = check_frames(frames)
+        self.test_frames = parse_test_frames(test_frames, self.frames)
+
+    def _layer(self, index: int) -> FFRecurrentLayer:
+        layer = self.layers[index]
+        assert isinstance(layer, FFRecurrentLayer)
+        return layer
+
+    def _recurrent_layers(self) -> list[FFRecurrentLayer]:
+        return [self._layer(index) for index in range(len(self.layers))]
+
+    def flatten(self, x: Tensor) -> Tensor:
+        """The input as ``(B, input_features)``."""
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.input_features:
+            raise InvalidValueError(
+                "input shape",
+                tuple(x.shape),
+                f"{self.input_features} features per sample for this FFRNN",
+            )
+        return flat
+
+    def label_code(self, y: Tensor, dtype: torch.dtype) -> Tensor:
+        """The labels' one-hot codes, ``(B, num_classes)``: the top layer's input."""
+        return F.one_hot(y, self.num_classes).to(dtype)
+
+    def initial_states(self, bottom: Tensor, top: Tensor) -> list[Tensor]:
+        """The states before frame 1: zero, then one bottom-up pass (deterministic)."""
+        layers = self._recurrent_layers()
+        states: list[Tensor] = []
+        with torch.no_grad():
+            for index, layer in enumerate(layers):
+                below = bottom if index == 0 else states[index - 1]
+                above = top if index == len(layers) - 1 else None
+                states.append(layer.step(below, None, above))
+        return states
+
+    def frame(self, bottom: Tensor, top: Tensor, states: Sequence[Tensor]) -> list[Tensor]:
+        """One synchronous frame: every layer's new state from the previous ``states``."""
+        layers = self._recurrent_layers()
+        last = len(layers) - 1
+        return [
+            layer.step(
+                bottom if index == 0 else states[index - 1],
+                states[index],
+                top if index == last else states[index + 1],
+            )
+            for index, layer in enumerate(layers)
+        ]
+
+    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        negative = negatives(x, y, self.num_classes, self)
+        num_pos = x.shape[0]
+        bottom = torch.cat((self.flatten(x), self.flatten(negative.x)))
+        top = self.label_code(torch.cat((y, negative.y)), bottom.dtype)
+        layers = self._recurrent_layers()
+        last = len(layers) - 1
+        states = self.initial_states(bottom, top)
+        total = torch.zeros((), device=x.device)
+        observer = self.observer
+        for _ in range(self.frames):
+            new_states: list[Tensor] = []
+            for index, layer in enumerate(layers):
+                result = layer.train_frame(
+                    bottom if index == 0 else states[index - 1],
+                    states[index],
+                    top if index == last else states[index + 1],
+                    num_pos,
+                )
+                if observer is not None:
+                    observer.layer_trained(index, layer, result)
+                total = total + result.loss
+                new_states.append(result.state)
+            states = new_states
+        return total
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Every layer's state at the last test frame, for inputs ``x`` with labels ``y``."""
+        bottom = self.flatten(x)
+        top = self.label_code(y, bottom.dtype)
+        states = self.initial_states(bottom, top)
+        for _ in range(self.test_frames[1]):
+            states = self.frame(bottom, top, states)
+        return states
+
+    @torch.no_grad()
+    def goodness(self, x: Tensor, y: Tensor) -> Tensor:
+        """``(B,)``: signed goodness averaged over the test frames, summed over layers."""
+        bottom = self.flatten(x)
+        return self._goodness(bottom, self.label_code(y, bottom.dtype))
+
+    def _goodness(self, bottom: Tensor, top: Tensor) -> Tensor:
+        low, high = self.test_frames
+        layers = self._recurrent_layers()
+        total = torch.zeros(bottom.shape[0], dtype=bottom.dtype, device=bottom.device)
+        states = self.initial_states(bottom, top)
+        for frame in range(1, high + 1):
+            states = self.frame(bottom, top, states)
+            if frame >= low:
+                for layer, state in zip(layers, states, strict=True):
+                    total = total + layer.score(state)
+        return total / (high - low + 1)
+
+    @torch.no_grad()
+    def goodness_per_label(self, x: Tensor) -> Tensor:
+        """``(B, num_classes)``: the goodness of ``x`` with every label, all in one batch."""
+        batch = x.shape[0]
+        bottom = self.flatten(x).repeat_interleave(self.num_classes, dim=0)
+        labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
+        scores = self._goodness(bottom, self.label_code(labels, bottom.dtype))
+        return scores.view(batch, self.num_classes)
+
+    def extra_summary(self) -> dict[str, Any]:
+        betas = sorted({layer.beta for layer in self._recurrent_layers()})
+        return {
+            "frames": self.frames,
+            "test_frames": list(self.test_frames),
+            "beta": betas[0] if len(betas) == 1 else betas,
+        }
+
+
+def ffrnn(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    layers: Sequence[int] = (2000, 2000),
+    layer: str = "ffrecurrent",
+    activation: str = "relu",
+    norm: str = "rms",
+    goodness: str = "sum-squares",
+    loss: str = "softplus-threshold",
+    threshold: float | None = None,
+    maximise: bool = True,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    beta: float = 0.7,
+    frames: int = 10,
+    test_frames: Sequence[int] | str = "3:8",
+) -> FFRNN:
+    """Recurrent FF net: image below, label above, goodness averaged over test frames."""
+    widths = list(layers)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise InvalidValueError("layers", layers, "a non-empty list of positive integers")
+    check_frames(frames)
+    parse_test_frames(test_frames, frames)
+    input_features = math.prod(input_shape)
+    below = [input_features, *widths[:-1]]
+    above = [*widths[1:], num_classes]
+    rnn_layers: list[FFRecurrentLayer] = []
+    for fw_features, rc_features, bw_features in zip(below, widths, above, strict=True):
+        built = create_layer(
+            layer,
+            fw_features=fw_features,
+            rc_features=rc_features,
+            bw_features=bw_features,
+            activation=activation,
+            norm=norm,
+            goodness=goodness,
+            loss=loss,
+            threshold=threshold,
+            maximise=maximise,
+            beta=beta,
+            optimizer=optimizer,
+            lr=lr,
+        )
+        if not isinstance(built, FFRecurrentLayer):
+            raise InvalidValueError("layer", layer, "a recurrent layer, e.g. 'ffrecurrent'")
+        rnn_layers.append(built)
+    return FFRNN(rnn_layers, input_features, num_classes, frames=frames, test_frames=test_frames)
+
+
+@hookimpl
+def fflib_register_models(register: Register) -> None:
+    register("ffrnn", ffrnn)
