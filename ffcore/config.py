@@ -54,6 +54,10 @@ class TrainConfig:
     out: str | None = None
     save_every: int = 0
     on_nonfinite: str = "error"
+    #: Where tracing plugins (ffdebug) write TensorBoard logs; ``None``: no tracing.
+    tensorboard: str | None = None
+    #: Trace every N batches (``None``: the tracing plugin's default).
+    trace_every: int | None = None
     preset: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +103,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "out": ((str,), "a file path"),
     "save_every": ((int,), "a non-negative number of epochs (0: only at the end)"),
     "on_nonfinite": ((str,), "'error', 'skip' or 'off'"),
+    "tensorboard": ((str,), "a log directory"),
+    "trace_every": ((int,), "a positive number of batches"),
     "preset": ((str,), "a preset name"),
     "model_options": ((dict,), "a table of options"),
     "dataset_options": ((dict,), "a table of options"),
@@ -138,6 +144,8 @@ def validate(config: TrainConfig) -> None:
         raise _bad("batch_size", config.batch_size)
     if config.lr is not None and not 0 < config.lr < float("inf"):
         raise _bad("lr", config.lr)
+    if config.trace_every is not None and config.trace_every < 1:
+        raise _bad("trace_every", config.trace_every)
     if config.save_every < 0:
         raise _bad("save_every", config.save_every)
     if config.on_nonfinite not in ("error", "skip", "off"):

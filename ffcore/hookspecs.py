@@ -94,7 +94,12 @@ def fflib_register_commands(cli: click.Group) -> None:
 
 @hookspec
 def fflib_train_start(run: TrainingRun) -> None:
-    """Training is about to start (model, data and settings are on ``run``)."""
+    """Training is about to start (model, data and settings are on ``run``).
+
+    It runs before the trainer looks for implementations of the per-batch and per-layer
+    hooks, so a plugin can register an observer object here only when it is needed
+    (``run.plugins.register(obj, name=...)``) and unregister it in ``fflib_train_end``.
+    """
 
 
 @hookspec

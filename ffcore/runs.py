@@ -24,7 +24,15 @@ from ffcore.plugin_manager import FFPluginManager
 from ffcore.training import TrainingRun, build_run, dataset_kwargs
 
 #: Settings that may change when resuming; everything else comes from the checkpoint.
-RESUME_OVERRIDES = ("epochs", "out", "device", "save_every", "on_nonfinite")
+RESUME_OVERRIDES = (
+    "epochs",
+    "out",
+    "device",
+    "save_every",
+    "on_nonfinite",
+    "tensorboard",
+    "trace_every",
+)
 
 
 def component_names(run: TrainingRun) -> dict[str, str | None]:

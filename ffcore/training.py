@@ -237,6 +237,9 @@ def train(
     """
     config, model, plugins = run.config, run.model, run.plugins
     hook = plugins.hook
+    # First: a plugin may register its per-batch observers here (ffdebug does, only when
+    # tracing is on), so that idle plugins cost the hot loop nothing.
+    hook.fflib_train_start(run=run)
     wants_activations = plugins.has_implementations("fflib_layer_activations")
     wants_goodness = plugins.has_implementations("fflib_layer_goodness")
     wants_batches = plugins.has_implementations("fflib_batch_end")
@@ -256,7 +259,6 @@ def train(
     optimizers = model.optimizers()
     if run.base_lrs is None:
         run.base_lrs = current_lrs(optimizers)
-    hook.fflib_train_start(run=run)
     batches = num_batches(len(run.data.train), config.batch_size)
     started = time.perf_counter()
     metrics: dict[str, float] = {}

@@ -98,6 +98,14 @@ def count_parameters(model: Any) -> int:
     help="A NaN/inf loss: stop with an error, skip the batch, or don't check. [default: error]",
 )
 @click.option(
+    "--tensorboard",
+    "--logdir",
+    "tensorboard",
+    type=click.Path(file_okay=False),
+    help="Write TensorBoard traces to this directory (needs a tracing plugin: ffdebug).",
+)
+@click.option("--trace-every", type=int, help="Trace every N batches (tracing plugin's default).")
+@click.option(
     "--option",
     "-O",
     "component_options",

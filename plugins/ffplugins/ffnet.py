@@ -140,6 +140,22 @@ class FFNet(FFModel):
         return total
 
     @torch.no_grad()
+    def layer_goodness_per_label(self, x: Tensor) -> Tensor:
+        """``(num_layers, B, num_classes)``: each layer's signed goodness for every label.
+
+        What each layer alone would predict (TryAll on one layer), for diagnostics.
+        """
+        batch = x.shape[0]
+        labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
+        h = self.embed(x.repeat_interleave(self.num_classes, dim=0), labels)
+        scores: list[Tensor] = []
+        for layer in self.layers:
+            assert isinstance(layer, FFLayer)
+            h = layer(h)
+            scores.append(layer.score(h).view(batch, self.num_classes))
+        return torch.stack(scores)
+
+    @torch.no_grad()
     def goodness_per_label(self, x: Tensor) -> Tensor:
         """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
         batch = x.shape[0]

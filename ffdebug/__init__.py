@@ -1,0 +1,1 @@
+"""ffdebug: TensorBoard traces of FF layers' activations and goodness (a plugin)."""

@@ -1,0 +1,1 @@
+"""The ffdebug plugin module (entry point ``ffdebug``)."""
