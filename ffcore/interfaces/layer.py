@@ -17,13 +17,36 @@ from ffcore.optim import check_lr
 
 @dataclass(frozen=True)
 class LayerStepResult:
-    """What one local training step saw: detached outputs, goodness and loss."""
+    """What one local training step saw: detached outputs, goodness and loss.
 
-    h_pos: Tensor
-    h_neg: Tensor
-    g_pos: Tensor
-    g_neg: Tensor
+    ``h`` holds every row (positives first, then negatives); ``h_pos`` and ``h_neg`` are
+    views of it, so feeding ``h`` to the next layer needs no copy.
+    """
+
+    h: Tensor
+    g: Tensor
+    num_pos: int
     loss: Tensor
+
+    @property
+    def h_pos(self) -> Tensor:
+        """Activations of the positive rows."""
+        return self.h[: self.num_pos]
+
+    @property
+    def h_neg(self) -> Tensor:
+        """Activations of the negative rows."""
+        return self.h[self.num_pos :]
+
+    @property
+    def g_pos(self) -> Tensor:
+        """Goodness of the positive rows."""
+        return self.g[: self.num_pos]
+
+    @property
+    def g_neg(self) -> Tensor:
+        """Goodness of the negative rows."""
+        return self.g[self.num_pos :]
 
 
 class LayerObserver(Protocol):
@@ -80,7 +103,12 @@ class FFLayer(nn.Module, ABC):
         Returns the detached activations (computed before the update), which feed the next
         layer, with their goodness and the loss.
         """
-        return self.update(self(torch.cat((x_pos, x_neg))), x_pos.shape[0])
+        return self.train_joint(torch.cat((x_pos, x_neg)), x_pos.shape[0])
+
+    def train_joint(self, x: Tensor, num_pos: int) -> LayerStepResult:
+        """:meth:`train_step` on rows already stacked: ``x[:num_pos]`` positive, the rest
+        negative. Networks chain layers through it without splitting and re-joining."""
+        return self.update(self(x), num_pos)
 
     def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
         """Take the optimizer step for activations ``h`` (positives first, then negatives).
@@ -100,15 +128,8 @@ class FFLayer(nn.Module, ABC):
         torch.autograd.backward(loss)
         self.optimizer.step()
         h = h.detach()
-        g = g.detach()
         self.alive = h[:num_pos].ne(0).any()
-        return LayerStepResult(
-            h_pos=h[:num_pos],
-            h_neg=h[num_pos:],
-            g_pos=g[:num_pos],
-            g_neg=g[num_pos:],
-            loss=loss.detach(),
-        )
+        return LayerStepResult(h=h, g=g.detach(), num_pos=num_pos, loss=loss.detach())
 
     @property
     def lr(self) -> float:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ffcore import create_goodness, create_loss, hookimpl
@@ -21,6 +22,16 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "identity": nn.Identity,
+}
+
+#: In-place versions, for inference (no autograd): they spare a full-size allocation.
+INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu_,
+    "gelu": F.gelu,
+    "leaky-relu": F.leaky_relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "identity": lambda t: t,
 }
 
 #: Input normalisations: ``l2`` divides by the Euclidean length (the seed's), ``rms`` by
@@ -130,9 +141,46 @@ class FFDense(FFLayer):
             )
         return x * input_scale(x, self.norm, self.eps)
 
+    def activate(self, pre: Tensor) -> Tensor:
+        """The activation; in place when no gradient is needed (inference)."""
+        if pre.requires_grad:
+            h: Tensor = self.act(pre)
+            return h
+        return INPLACE_ACTIVATIONS[self.activation_name](pre)
+
     def forward(self, x: Tensor) -> Tensor:
-        h: Tensor = self.act(self.linear(self.normalize(x)))
-        return h
+        return self.activate(self.linear(self.normalize(x)))
+
+    def forward_appended(self, x: Tensor, tails: Tensor) -> Tensor:
+        """``forward(cat(x, tail))`` for every row of ``tails`` at once: ``(B, T, out)``.
+
+        TryAll's shortcut: the input is an image with one of ``T`` label codes appended,
+        so the image's share of the matmul (``W_x · x``) is computed once and each label
+        adds its own column block ``W_t · tail``; the normalisation, which depends only on
+        the lengths of ``x`` and ``tail``, is applied afterwards.
+        """
+        x = x.detach()
+        width = x.shape[1] + tails.shape[1]
+        if x.dim() != 2 or width != self.in_features:
+            raise InvalidValueError(
+                "input shape", (tuple(x.shape), tuple(tails.shape)), f"{self.in_features} features"
+            )
+        weight = self.linear.weight
+        image_part = x @ weight[:, : x.shape[1]].t()  # (B, out)
+        tail_part = tails @ weight[:, x.shape[1] :].t()  # (T, out)
+        if self.norm == "none":
+            scale = torch.ones(x.shape[0], tails.shape[0], dtype=x.dtype, device=x.device)
+        else:
+            squares = x.square().sum(1, keepdim=True) + tails.square().sum(1)  # (B, T)
+            length = squares.sqrt()
+            if self.norm == "rms":
+                length = length / (width**0.5)
+            scale = (length + self.eps).reciprocal()
+        pre = image_part.unsqueeze(1) + tail_part.unsqueeze(0)
+        pre = pre.mul_(scale.unsqueeze(2)) if not pre.requires_grad else pre * scale.unsqueeze(2)
+        if self.linear.bias is not None:
+            pre = pre.add_(self.linear.bias) if not pre.requires_grad else pre + self.linear.bias
+        return self.activate(pre)
 
     def extra_repr(self) -> str:
         direction = "maximise" if self.maximise else "minimise"

@@ -53,7 +53,10 @@ class FFNet(FFModel):
     """FF layers trained greedily per batch; TryAll over one-hot labels predicts.
 
     The input is flattened and the label's one-hot code (times ``label_scale``) is
-    concatenated to it. Each layer trains on the detached output of the layer below.
+    concatenated to it. Each layer trains on the detached output of the layer below: by
+    default the output that layer computed in its own training step (before its update:
+    one forward pass per layer), or with ``recompute=True`` the output recomputed after
+    the update (FFLib 0.3.0's semantics, one extra forward pass per layer).
     """
 
     default_probe = "tryall"
@@ -66,6 +69,7 @@ class FFNet(FFModel):
         *,
         layer_range: Sequence[int] | str | None = None,
         label_scale: float = 1.0,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         if not layers:
@@ -75,6 +79,9 @@ class FFNet(FFModel):
         self.num_classes = num_classes
         self.label_scale = label_scale
         self.layer_range = parse_layer_range(layer_range, len(layers))
+        if not isinstance(recompute, bool):
+            raise InvalidValueError("recompute", recompute, "true or false")
+        self.recompute = recompute
 
     def flatten(self, x: Tensor) -> Tensor:
         """``x`` as ``(B, input_features)``; a wrong width is a clear error."""
@@ -105,17 +112,21 @@ class FFNet(FFModel):
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
         negative = negatives(x, y, self.num_classes, self)
-        h_pos = self.embed(x, y)
-        h_neg = self.embed(negative.x, negative.y)
+        h = self.embed(torch.cat((x, negative.x)), torch.cat((y, negative.y)))
+        num_pos = x.shape[0]
         total = torch.zeros((), device=x.device)
         observer = self.observer
         for index, layer in enumerate(self.layers):
             assert isinstance(layer, FFLayer)
-            result = layer.train_step(h_pos, h_neg)
+            result = layer.train_joint(h, num_pos)
             if observer is not None:
                 observer.layer_trained(index, layer, result)
             total = total + result.loss
-            h_pos, h_neg = result.h_pos, result.h_neg
+            if self.recompute and index + 1 < len(self.layers):
+                with torch.no_grad():  # FFLib 0.3.0: the next layer sees post-update outputs
+                    h = layer(h)
+            else:
+                h = result.h
         return total
 
     def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
@@ -157,11 +168,31 @@ class FFNet(FFModel):
 
     @torch.no_grad()
     def goodness_per_label(self, x: Tensor) -> Tensor:
-        """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
-        batch = x.shape[0]
-        labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
-        repeated = x.repeat_interleave(self.num_classes, dim=0)
-        return self.goodness(repeated, labels).view(batch, self.num_classes)
+        """``(B, num_classes)``: the goodness of ``x`` paired with every label at once.
+
+        One batched pass over all ``B * num_classes`` rows. When the first layer can
+        share the image's part of its matmul across labels (``forward_appended``, as
+        FFDense does), the image is multiplied once instead of once per label.
+        """
+        batch, classes = x.shape[0], self.num_classes
+        start, stop = self.layer_range
+        first = self.layers[0]
+        appended = getattr(first, "forward_appended", None)
+        if appended is None:
+            labels = torch.arange(classes, device=x.device).repeat(batch)
+            repeated = x.repeat_interleave(classes, dim=0)
+            return self.goodness(repeated, labels).view(batch, classes)
+        flat = self.flatten(x)
+        codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
+        h = appended(flat, codes).reshape(batch * classes, -1)
+        total = torch.zeros(batch * classes, dtype=h.dtype, device=h.device)
+        for index, layer in enumerate(self.layers[:stop]):
+            assert isinstance(layer, FFLayer)
+            if index > 0:
+                h = layer(h)
+            if index >= start:
+                total = total + layer.score(h)
+        return total.view(batch, classes)
 
     def extra_summary(self) -> dict[str, Any]:
         return {"layer_range": list(self.layer_range)}
@@ -199,6 +230,7 @@ def ffnet(
     lr: float = 3e-3,
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
+    recompute: bool = False,
 ) -> FFNet:
     """Stack of FF layers, label one-hot appended to the input, TryAll prediction."""
     input_features = math.prod(input_shape)
@@ -221,6 +253,7 @@ def ffnet(
         num_classes,
         layer_range=layer_range,
         label_scale=label_scale,
+        recompute=recompute,
     )
 
 

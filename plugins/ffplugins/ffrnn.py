@@ -171,7 +171,7 @@ class FFRNN(FFModel):
                 if observer is not None:
                     observer.layer_trained(index, layer, result)
                 total = total + result.loss
-                new_states.append(result.state)
+                new_states.append(result.h)
             states = new_states
         return total
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ffcore import hookimpl
@@ -9,15 +10,20 @@ from ffcore.hookspecs import Register
 from ffcore.interfaces import GoodnessFunction
 
 
-def _flat_squares(h: Tensor) -> Tensor:
-    return h.reshape(h.shape[0], -1).square()
+def _sum_squares(h: Tensor) -> Tensor:
+    flat = h.reshape(h.shape[0], -1)
+    if flat.requires_grad:
+        return flat.square().sum(dim=1)
+    # Inference: one reduction pass, no full-size temporary.
+    norms: Tensor = torch.linalg.vector_norm(flat, dim=1)
+    return norms.square()
 
 
 class SumSquares(GoodnessFunction):
     """Sum of squared activities (Hinton 2022); threshold = number of units."""
 
     def __call__(self, h: Tensor) -> Tensor:
-        return _flat_squares(h).sum(dim=1)
+        return _sum_squares(h)
 
     def default_threshold(self, num_features: int) -> float:
         return float(num_features)
@@ -27,7 +33,7 @@ class MeanSquares(GoodnessFunction):
     """Mean of squared activities (the original FFLib's goodness)."""
 
     def __call__(self, h: Tensor) -> Tensor:
-        return _flat_squares(h).mean(dim=1)
+        return _sum_squares(h) / h[0].numel()
 
     def default_threshold(self, num_features: int) -> float:
         return 2.0

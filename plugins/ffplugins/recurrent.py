@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,17 +14,6 @@ from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult
 from ffcore.optim import make_optimizer
 from ffplugins.dense import ACTIVATIONS, NORMS, input_scale
-
-
-@dataclass(frozen=True)
-class RecurrentStepResult(LayerStepResult):
-    """A :class:`LayerStepResult` that also keeps the positive and negative rows together.
-
-    ``state`` is ``torch.cat((h_pos, h_neg))`` without the copy: ``h_pos`` and ``h_neg``
-    are views of it. A recurrent network feeds it back as the next frame's state.
-    """
-
-    state: Tensor
 
 
 class FFRecurrentLayer(FFLayer):
@@ -182,7 +170,7 @@ class FFRecurrentLayer(FFLayer):
 
     def train_frame(
         self, below: Tensor, previous: Tensor | None, above: Tensor | None, num_pos: int
-    ) -> RecurrentStepResult:
+    ) -> LayerStepResult:
         """One local update on a frame of positive and negative states, in one pass.
 
         Rows ``[:num_pos]`` of ``below``, ``previous`` and ``above`` are positive, the rest
@@ -199,16 +187,7 @@ class FFRecurrentLayer(FFLayer):
             raise InvalidValueError(
                 "num_pos", num_pos, f"between 1 and {len(below) - 1}: positives then negatives"
             )
-        h = self.step(below, previous, above)
-        result = self.update(h, num_pos)
-        return RecurrentStepResult(
-            h_pos=result.h_pos,
-            h_neg=result.h_neg,
-            g_pos=result.g_pos,
-            g_neg=result.g_neg,
-            loss=result.loss,
-            state=h.detach(),  # h_pos and h_neg are views of it: no copy
-        )
+        return self.update(self.step(below, previous, above), num_pos)
 
     def extra_repr(self) -> str:
         direction = "maximise" if self.maximise else "minimise"

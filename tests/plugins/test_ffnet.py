@@ -14,6 +14,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.interfaces import FFLayer, FFModel, LayerStepResult
 from ffplugins.dense import FFDense
 from ffplugins.ffnet import FFNet, parse_layer_range
+from ffplugins.negatives import RandomWrongLabel
 
 
 def _small_net(
@@ -263,3 +264,31 @@ def test_direct_construction_validates() -> None:
     net = FFNet([FFDense(6, 3)], input_features=4, num_classes=2, layer_range=[0, 1])
     assert net.layer_range == (0, 1)
     assert net.extra_summary() == {"layer_range": [0, 1]}
+
+
+def test_recompute_feeds_post_update_outputs_to_the_next_layer() -> None:
+    torch.manual_seed(0)
+    fast = ffcore.create_model("ffnet", input_shape=(6,), num_classes=3, layers=[5, 4])
+    torch.manual_seed(0)
+    seed_style = ffcore.create_model(
+        "ffnet", input_shape=(6,), num_classes=3, layers=[5, 4], recompute=True
+    )
+    assert isinstance(fast, FFNet) and isinstance(seed_style, FFNet)
+    seen: dict[str, list[torch.Tensor]] = {"fast": [], "seed": []}
+    for name, model in (("fast", fast), ("seed", seed_style)):
+        second = model.layers[1]
+        second.register_forward_pre_hook(
+            lambda module, args, key=name: seen[key].append(args[0].clone())
+        )
+        torch.manual_seed(1)
+        model.train_batch(torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), RandomWrongLabel())
+    first_after = seed_style.layers[0]
+    torch.manual_seed(1)
+    x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    negative_y = (y + torch.randint(1, 3, y.shape)) % 3
+    with torch.no_grad():
+        expected = first_after(seed_style.embed(torch.cat((x, x)), torch.cat((y, negative_y))))
+    torch.testing.assert_close(seen["seed"][0], expected)
+    assert not torch.allclose(seen["fast"][0], seen["seed"][0])
+    with pytest.raises(InvalidValueError, match="recompute"):
+        ffcore.create_model("ffnet", input_shape=(6,), num_classes=3, recompute="yes")

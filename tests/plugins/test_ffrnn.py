@@ -22,7 +22,7 @@ from ffcore.errors import DivergenceError, FFLibError, InvalidValueError
 from ffcore.interfaces import FFLayer, FFModel, LabelScorer, LayerStepResult
 from ffcore.training import TrainingRun, build_run, train
 from ffplugins.ffrnn import FFRNN, parse_test_frames
-from ffplugins.recurrent import FFRecurrentLayer, RecurrentStepResult
+from ffplugins.recurrent import FFRecurrentLayer
 
 
 def _set_weights(layer: FFRecurrentLayer, fw: list[list[float]], bw: list[list[float]]) -> None:
@@ -153,13 +153,13 @@ def test_train_frame_uses_one_matmul_per_weight(monkeypatch: pytest.MonkeyPatch)
     result = layer.train_frame(below, previous, above, num_pos=4)
     monkeypatch.undo()
     assert rows == [10, 10]  # forward and backward weights, positives and negatives together
-    assert isinstance(result, RecurrentStepResult)
-    torch.testing.assert_close(result.state, expected)  # computed before the update
+    assert isinstance(result, LayerStepResult)
+    torch.testing.assert_close(result.h, expected)  # computed before the update
     torch.testing.assert_close(result.h_pos, expected[:4])
     torch.testing.assert_close(result.h_neg, expected[4:])
     torch.testing.assert_close(result.g_pos, expected[:4].square().sum(dim=1))
     assert result.g_neg.shape == (6,)
-    assert not result.loss.requires_grad and not result.state.requires_grad
+    assert not result.loss.requires_grad and not result.h.requires_grad
     for old, new in zip(before, layer.parameters(), strict=True):
         assert not torch.equal(old, new.detach())
 

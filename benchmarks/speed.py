@@ -1,0 +1,253 @@
+"""Speed of FFLib against FFLib 0.3.0, side by side, with the machine's matmul ceiling.
+
+    python benchmarks/speed.py              # the full comparison and the scaling tables
+    python benchmarks/speed.py --quick      # fewer repeats, no scaling tables
+
+It installs FFLib 0.3.0 from PyPI into a cache folder (``pip install --no-deps --target``),
+then runs every measurement in a fresh subprocess (``benchmarks/speed_worker.py``),
+alternating the two libraries round by round, with the same inputs, shapes and threads.
+It prints one JSON line per measurement (name, config, median seconds, samples/s, GFLOP/s
+where the FLOPs are countable, peak MiB), then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "speed_worker.py"
+FEATURES, CLASSES = 784, 10
+SEED_VERSION = "0.3.0"
+
+
+def forward_flops(width: int, layers: int = 2) -> float:
+    """FLOPs of one FFNet forward pass for one sample (F in the issue: 11.18M at 2x2000)."""
+    flops = 2.0 * (FEATURES + CLASSES) * width
+    return flops + 2.0 * width * width * (layers - 1)
+
+
+def install_seed(cache: Path) -> Path:
+    """FFLib 0.3.0 in ``cache`` (installed once with pip --target, no dependencies)."""
+    target = cache / f"fflib-{SEED_VERSION}"
+    if not (target / "fflib").is_dir():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(target),
+                f"fflib=={SEED_VERSION}",
+            ],
+            check=True,
+        )
+    return target
+
+
+def worker(
+    impl: str,
+    case: str,
+    batch: int,
+    width: int,
+    args: argparse.Namespace,
+    seed_path: Path | None,
+    repeats: int | None = None,
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(WORKER),
+        "--impl",
+        impl,
+        "--case",
+        case,
+        "--batch",
+        str(batch),
+        "--width",
+        str(width),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--repeats",
+        str(repeats or args.repeats),
+    ]
+    if seed_path is not None:
+        command += ["--seed-path", str(seed_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{impl} {case} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@dataclass
+class Case:
+    name: str
+    batch: int
+    width: int = 2000
+    samples: int = 0  # samples per timed call (defaults to batch)
+    flops_per_sample: float = 0.0  # what our implementation must compute; 0: not counted
+    ceiling_batch: int = 0  # batch of the matmul ceiling to compare with (0: none)
+
+
+def cases(width: int) -> list[Case]:
+    f = forward_flops(width)
+    first = 2.0 * (FEATURES + CLASSES) * width
+    tryall = first + CLASSES * (f - first)  # the image part of layer 1 is shared by labels
+    return [
+        Case("ffnet-train", 128, width, 128, 4 * f, 128),
+        Case("ffnet-train", 512, width, 512, 4 * f, 512),
+        Case("ffnet-tryall", 10_000, width, 10_000, tryall),
+        Case("ffc-train", 128, width, 128),
+        Case("ffc-infer", 10_000, width, 10_000),
+        Case("ffrnn-train", 128, width, 128),
+        Case("ffrnn-tryall", 1000, width, 1000),
+    ]
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
+    rows = []
+    ceilings: dict[int, float] = {}
+    for batch in (128, 512):
+        runs = [
+            worker("matmul", "matmul", batch, args.width, args, None) for _ in range(args.rounds)
+        ]
+        seconds = statistics.median(r["median_seconds"] for r in runs)
+        ceilings[batch] = 4 * forward_flops(args.width) * batch / seconds / 1e9
+        emit(
+            {
+                "name": "matmul-ceiling",
+                "config": {"batch": batch, "width": args.width},
+                "median_seconds": seconds,
+                "gflops": ceilings[batch],
+            }
+        )
+    for case in cases(args.width):
+        measured: dict[str, list[dict[str, Any]]] = {"ours": [], "seed": []}
+        repeats = 3 if case.name.startswith("ffrnn") else None
+        for round_index in range(args.rounds):
+            order = ("ours", "seed") if round_index % 2 == 0 else ("seed", "ours")
+            for impl in order:
+                measured[impl].append(
+                    worker(
+                        impl,
+                        case.name,
+                        case.batch,
+                        case.width,
+                        args,
+                        seed_path if impl == "seed" else None,
+                        repeats,
+                    )
+                )
+        row: dict[str, Any] = {
+            "name": case.name,
+            "config": {
+                "batch": case.batch,
+                "width": case.width,
+                "threads": args.threads,
+                "device": args.device,
+            },
+        }
+        for impl, runs in measured.items():
+            seconds = statistics.median(r["median_seconds"] for r in runs)
+            row[f"{impl}_seconds"] = seconds
+            row[f"{impl}_samples_per_s"] = case.samples / seconds
+            row[f"{impl}_peak_mib"] = max(r["peak_mib"] for r in runs)
+        row["ratio"] = row["ours_samples_per_s"] / row["seed_samples_per_s"]
+        if case.flops_per_sample:
+            row["gflops"] = row["ours_samples_per_s"] * case.flops_per_sample / 1e9
+        if case.ceiling_batch:
+            row["ceiling_fraction"] = row["gflops"] / ceilings[case.ceiling_batch]
+        emit(row)
+        rows.append(row)
+    overhead = worker("ours", "epoch-overhead", 128, args.width, args, None)
+    emit(
+        {
+            "name": "epoch-outside-math",
+            "config": {"samples": 60_000, "batch": 128},
+            "outside_fraction": overhead["outside_fraction"],
+            "epoch_seconds": overhead["epoch_seconds"],
+        }
+    )
+    return rows
+
+
+def scaling(args: argparse.Namespace) -> None:
+    for batch in (32, 64, 128, 256, 512, 1024):
+        run = worker("ours", "ffnet-train", batch, args.width, args, None)
+        emit(
+            {
+                "name": "scaling-batch",
+                "config": {"batch": batch, "width": args.width},
+                "median_seconds": run["median_seconds"],
+                "samples_per_s": batch / run["median_seconds"],
+                "gflops": 4 * forward_flops(args.width) * batch / run["median_seconds"] / 1e9,
+            }
+        )
+    for width in (500, 1000, 2000, 4000):
+        run = worker("ours", "ffnet-train", 128, width, args, None, repeats=8)
+        emit(
+            {
+                "name": "scaling-width",
+                "config": {"batch": 128, "width": width},
+                "median_seconds": run["median_seconds"],
+                "samples_per_s": 128 / run["median_seconds"],
+                "gflops": 4 * forward_flops(width) * 128 / run["median_seconds"] / 1e9,
+            }
+        )
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print()
+    header = (
+        f"{'case':<14}{'batch':>7}{'0.3.0 /s':>11}{'ours /s':>11}{'ratio':>7}"
+        f"{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
+    )
+    print(header)
+    for row in rows:
+        gflops = f"{row['gflops']:.0f}" if "gflops" in row else "-"
+        ceiling = f"{100 * row['ceiling_fraction']:.0f}" if "ceiling_fraction" in row else "-"
+        print(
+            f"{row['name']:<14}{row['config']['batch']:>7}{row['seed_samples_per_s']:>11.0f}"
+            f"{row['ours_samples_per_s']:>11.0f}{row['ratio']:>7.2f}{gflops:>9}{ceiling:>8}"
+            f"{row['seed_peak_mib']:>11.0f}{row['ours_peak_mib']:>10.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--width", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per run")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="1 round, no scaling tables")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fflib" / "bench")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.repeats = 1, 8
+    seed_path = install_seed(args.cache)
+    rows = compare(args, seed_path)
+    if not args.quick:
+        scaling(args)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
