@@ -110,6 +110,10 @@ class FFLayer(nn.Module, ABC):
         negative. Networks chain layers through it without splitting and re-joining."""
         return self.update(self(x), num_pos)
 
+    def extra_loss(self, h: Tensor, num_pos: int) -> Tensor | None:
+        """A regulariser added to the FF loss (e.g. peer normalisation); none by default."""
+        return None
+
     def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
         """Take the optimizer step for activations ``h`` (positives first, then negatives).
 
@@ -120,6 +124,9 @@ class FFLayer(nn.Module, ABC):
         """
         g = self.goodness_fn(h)
         loss = self.loss(g[:num_pos], g[num_pos:])
+        extra = self.extra_loss(h, num_pos)
+        if extra is not None:
+            loss = loss + extra
         if self.check_finite and not bool(torch.isfinite(loss)):
             raise DivergenceError(
                 f"non-finite loss {float(loss.detach())} in {type(self).__name__}", layer=self

@@ -68,6 +68,8 @@ class FFDense(FFLayer):
         lr: the optimizer's learning rate.
     """
 
+    peer_mean: Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -82,6 +84,8 @@ class FFDense(FFLayer):
         maximise: bool = True,
         optimizer: str = "adam",
         lr: float = 3e-3,
+        peer_norm: float = 0.0,
+        peer_momentum: float = 0.9,
         eps: float = 1e-8,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -119,6 +123,19 @@ class FFDense(FFLayer):
             )
         self.threshold = float(threshold)
         self.maximise = maximise
+        if isinstance(peer_norm, bool) or not isinstance(peer_norm, int | float) or peer_norm < 0:
+            raise InvalidValueError("peer_norm", peer_norm, "a weight >= 0 (0 turns it off)")
+        if not 0 <= peer_momentum < 1:
+            raise InvalidValueError("peer_momentum", peer_momentum, "a number in [0, 1)")
+        self.peer_norm = float(peer_norm)
+        self.peer_momentum = float(peer_momentum)
+        #: Running mean activity of each unit on positive data (for peer normalisation);
+        #: saved with the weights only when peer normalisation is on.
+        self.register_buffer(
+            "peer_mean",
+            torch.zeros(out_features, device=device, dtype=dtype),
+            persistent=self.peer_norm > 0,
+        )
         self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
 
     @property
@@ -140,6 +157,22 @@ class FFDense(FFLayer):
                 "input shape", tuple(x.shape), f"(batch, {self.in_features}) for this FFDense"
             )
         return x * input_scale(x, self.norm, self.eps)
+
+    def extra_loss(self, h: Tensor, num_pos: int) -> Tensor | None:
+        """Hinton's peer normalisation, when ``peer_norm`` > 0.
+
+        Each unit's running mean activity on positive data (momentum ``peer_momentum``) is
+        pushed towards the layer's average, so no unit stays dead or always on: the penalty
+        is ``peer_norm * mean((m_j - mean_k m_k)^2)``, zero when all units are equally active.
+        """
+        if self.peer_norm == 0:
+            return None
+        current = h[:num_pos].mean(dim=0)
+        previous = self.peer_mean
+        running = previous * self.peer_momentum + current * (1 - self.peer_momentum)
+        previous.copy_(running.detach())
+        penalty = (running - running.mean()).square().mean()
+        return self.peer_norm * penalty
 
     def activate(self, pre: Tensor) -> Tensor:
         """The activation; in place when no gradient is needed (inference)."""
@@ -204,6 +237,8 @@ def ffdense(
     maximise: bool = True,
     optimizer: str = "adam",
     lr: float = 3e-3,
+    peer_norm: float = 0.0,
+    peer_momentum: float = 0.9,
 ) -> FFDense:
     """Fully connected FF layer: act(W·x/‖x‖ + b) with its own optimizer."""
     return FFDense(
@@ -218,6 +253,8 @@ def ffdense(
         maximise=maximise,
         optimizer=optimizer,
         lr=lr,
+        peer_norm=peer_norm,
+        peer_momentum=peer_momentum,
     )
 
 

@@ -15,7 +15,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, NegativeSampler
 from ffcore.optim import make_optimizer
-from ffplugins.ffnet import FFNet, build_layer_stack
+from ffplugins.ffnet import FFNet, build_layer_stack, input_width
 
 SCHEDULES = ("two-phase", "joint")
 
@@ -45,9 +45,15 @@ class FFC(FFNet):
         ff_epochs: int | None = None,
         layer_range: Sequence[int] | str | None = None,
         label_scale: float = 1.0,
+        label_scheme: str = "concat",
     ) -> None:
         super().__init__(
-            layers, input_features, num_classes, layer_range=layer_range, label_scale=label_scale
+            layers,
+            input_features,
+            num_classes,
+            layer_range=layer_range,
+            label_scale=label_scale,
+            label_scheme=label_scheme,
         )
         if schedule not in SCHEDULES:
             raise InvalidValueError("schedule", schedule, f"one of {', '.join(SCHEDULES)}")
@@ -127,11 +133,13 @@ def ffc(
     ff_epochs: int | None = None,
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
+    label_scheme: str = "concat",
+    peer_norm: float = 0.0,
 ) -> FFC:
     """FF+C: FF layers, then a linear classifier on their activations (neutral label)."""
     input_features = math.prod(input_shape)
     stack = build_layer_stack(
-        input_features + num_classes,
+        input_width(input_features, num_classes, label_scheme),
         layers,
         layer,
         activation=activation,
@@ -142,6 +150,7 @@ def ffc(
         maximise=maximise,
         optimizer=optimizer,
         lr=lr,
+        **({"peer_norm": peer_norm} if peer_norm else {}),
     )
     return FFC(
         stack,
@@ -153,6 +162,7 @@ def ffc(
         ff_epochs=ff_epochs,
         layer_range=layer_range,
         label_scale=label_scale,
+        label_scheme=label_scheme,
     )
 
 

@@ -49,6 +49,9 @@ def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tup
     return start, stop
 
 
+LABEL_SCHEMES = ("concat", "overlay")
+
+
 class FFNet(FFModel):
     """FF layers trained greedily per batch; TryAll over one-hot labels predicts.
 
@@ -70,8 +73,20 @@ class FFNet(FFModel):
         layer_range: Sequence[int] | str | None = None,
         label_scale: float = 1.0,
         recompute: bool = False,
+        label_scheme: str = "concat",
     ) -> None:
         super().__init__()
+        if label_scheme not in LABEL_SCHEMES:
+            raise InvalidValueError(
+                "label_scheme", label_scheme, f"one of {', '.join(LABEL_SCHEMES)}"
+            )
+        if label_scheme == "overlay" and input_features < num_classes:
+            raise InvalidValueError(
+                "label_scheme",
+                label_scheme,
+                f"'concat': {input_features} inputs < {num_classes} labels",
+            )
+        self.label_scheme = label_scheme
         if not layers:
             raise InvalidValueError("layers", list(layers), "at least one layer")
         self.layers = nn.ModuleList(layers)
@@ -94,8 +109,17 @@ class FFNet(FFModel):
             )
         return flat
 
+    def _with_code(self, flat: Tensor, code: Tensor) -> Tensor:
+        if self.label_scheme == "concat":
+            return torch.cat((flat, code), dim=1)
+        return torch.cat((code, flat[:, self.num_classes :]), dim=1)  # overlay
+
     def embed(self, x: Tensor, y: Tensor) -> Tensor:
-        """The flattened input with the label's one-hot code appended."""
+        """The flattened input carrying the label's one-hot code (times ``label_scale``).
+
+        ``label_scheme="concat"`` appends the code; ``"overlay"`` writes it over the first
+        ``num_classes`` input features (Hinton's scheme for MNIST: the border pixels).
+        """
         flat = self.flatten(x)
         try:
             one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
@@ -103,12 +127,12 @@ class FFNet(FFModel):
             raise InvalidValueError(
                 "labels", y.tolist()[:10], f"integers in 0..{self.num_classes - 1}"
             ) from None
-        return torch.cat((flat, one_hot), dim=1)
+        return self._with_code(flat, one_hot)
 
     def neutral_input(self, x: Tensor) -> Tensor:
-        """The flattened input with an all-zero (neutral) label code appended."""
+        """The flattened input with an all-zero (neutral) label code."""
         flat = self.flatten(x)
-        return torch.cat((flat, flat.new_zeros(flat.shape[0], self.num_classes)), dim=1)
+        return self._with_code(flat, flat.new_zeros(flat.shape[0], self.num_classes))
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
         negative = negatives(x, y, self.num_classes, self)
@@ -178,7 +202,7 @@ class FFNet(FFModel):
         start, stop = self.layer_range
         first = self.layers[0]
         appended = getattr(first, "forward_appended", None)
-        if appended is None:
+        if appended is None or self.label_scheme != "concat":
             labels = torch.arange(classes, device=x.device).repeat(batch)
             repeated = x.repeat_interleave(classes, dim=0)
             return self.goodness(repeated, labels).view(batch, classes)
@@ -196,6 +220,11 @@ class FFNet(FFModel):
 
     def extra_summary(self) -> dict[str, Any]:
         return {"layer_range": list(self.layer_range)}
+
+
+def input_width(input_features: int, num_classes: int, label_scheme: str) -> int:
+    """The first layer's input width under a label scheme."""
+    return input_features + num_classes if label_scheme == "concat" else input_features
 
 
 def build_layer_stack(
@@ -231,11 +260,13 @@ def ffnet(
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
     recompute: bool = False,
+    label_scheme: str = "concat",
+    peer_norm: float = 0.0,
 ) -> FFNet:
     """Stack of FF layers, label one-hot appended to the input, TryAll prediction."""
     input_features = math.prod(input_shape)
     ff_layers = build_layer_stack(
-        input_features + num_classes,
+        input_width(input_features, num_classes, label_scheme),
         layers,
         layer,
         activation=activation,
@@ -246,6 +277,7 @@ def ffnet(
         maximise=maximise,
         optimizer=optimizer,
         lr=lr,
+        **({"peer_norm": peer_norm} if peer_norm else {}),
     )
     return FFNet(
         ff_layers,
@@ -254,6 +286,7 @@ def ffnet(
         layer_range=layer_range,
         label_scale=label_scale,
         recompute=recompute,
+        label_scheme=label_scheme,
     )
 
 
