@@ -1,0 +1,470 @@
+"""FFCNN: convolutional FF layers, then optional fully connected FF layers.
+
+The label enters as extra input channels: ``num_classes`` constant planes of the image's
+size, the label's plane filled with ``label_scale`` and the others with zeros (a one-hot
+code at every pixel). The first dense layer reads the last conv layer's output flattened,
+with the one-hot code appended again (``dense_label``), as FFNet's first layer reads the
+image. Each layer trains greedily on the detached output of the layer below; TryAll
+scores every label, and an FF+C style linear classifier on the layers' activations for a
+neutral (all-zero) label gives ``--probe classifier`` its logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from ffcore import create_layer
+from ffcore.errors import InvalidValueError
+from ffcore.interfaces import FFLayer, FFModel, NegativeSampler
+from ffcore.optim import check_lr, make_optimizer
+from torch import Tensor, nn
+
+from fflib_conv.layer import PADDINGS, FFConv2d, check_choice, conv_output_size, positive_int
+
+SCHEDULES = ("joint", "two-phase")
+
+
+def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
+    """``[start, stop)`` of the layers whose goodness predicts (Python slice rules).
+
+    ``None`` (every layer), ``[start, stop]`` or ``"start:stop"`` with either end optional.
+    """
+    expected = "'start:stop' or [start, stop] (Python slice rules)"
+    parts: list[int | None]
+    if value is None:
+        return 0, num_layers
+    if isinstance(value, str):
+        start_text, sep, stop_text = value.partition(":")
+        try:
+            if not sep:
+                raise ValueError(value)
+            parts = [int(t) if t.strip() else None for t in (start_text, stop_text)]
+        except ValueError:
+            raise InvalidValueError("layer_range", value, expected) from None
+    else:
+        items: list[object] = list(value) if isinstance(value, Sequence) else []
+        if len(items) != 2 or any(
+            p is not None and (isinstance(p, bool) or not isinstance(p, int)) for p in items
+        ):
+            raise InvalidValueError("layer_range", value, expected)
+        parts = [p if isinstance(p, int) else None for p in items]
+    start, stop, _ = slice(parts[0], parts[1]).indices(num_layers)
+    if start >= stop:
+        raise InvalidValueError(
+            "layer_range", value, f"a non-empty range of the {num_layers} layers"
+        )
+    return start, stop
+
+
+def per_layer(field: str, value: int | Sequence[int], count: int) -> list[int]:
+    """One positive integer per conv layer, from a single value or a list of ``count``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [positive_int(field, value)] * count
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == count:
+        return [positive_int(field, v) for v in value]
+    raise InvalidValueError(
+        field, value, f"a positive integer or a list of {count} (one per conv layer)"
+    )
+
+
+def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``(C, H, W)`` from a data set's input shape (``(H, W)`` means one channel)."""
+    shape = tuple(input_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
+    ):
+        raise InvalidValueError(
+            "input_shape", list(input_shape), "an image shape (C, H, W) or (H, W) for ffcnn"
+        )
+    return shape[0], shape[1], shape[2]
+
+
+class FFCNN(FFModel):
+    """FF conv layers (then FF dense layers) on the image with one-hot label channels.
+
+    Layers train greedily per batch, each on the detached output of the one below (the
+    last conv layer's output is flattened for the first dense layer, and with
+    ``dense_label`` the label code is appended to it). ``goodness_per_label``
+    (TryAll, the ``hard`` sampler) scores every label in one pass; the first layer shares
+    its work between labels (see :meth:`FFConv2d.forward_codes`). The classifier head is
+    ``nn.Linear`` on every layer's activations for a neutral label, trained with
+    cross-entropy by its own optimizer: every batch on detached features (``joint``) or
+    after ``ff_epochs`` epochs of FF training (``two-phase``).
+    """
+
+    default_probe = "tryall"
+    #: One-hot codes times ``label_scale``, one row per label (a buffer, not saved).
+    label_codes: Tensor
+    #: Activations per chunk of ``goodness_per_label`` (bounds its memory) on the CPU;
+    #: other devices take eight times as many.
+    eval_chunk_elements = 2**24
+
+    def __init__(
+        self,
+        convs: Sequence[FFConv2d],
+        dense: Sequence[FFLayer],
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        layer_range: Sequence[int] | str | None = None,
+        label_scale: float = 1.0,
+        dense_label: bool = True,
+        classifier_lr: float = 1e-3,
+        optimizer: str = "adam",
+        schedule: str = "joint",
+        ff_epochs: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not convs:
+            raise InvalidValueError("layers", [], "at least one conv layer")
+        self.input_shape = image_shape(input_shape)
+        self.num_classes = positive_int("num_classes", num_classes)
+        if convs[0].in_channels != self.input_shape[0] + num_classes:
+            raise InvalidValueError(
+                "layers",
+                convs[0].in_channels,
+                f"a first conv layer with {self.input_shape[0] + num_classes} input channels "
+                "(image channels + one per label)",
+            )
+        if (
+            isinstance(label_scale, bool)
+            or not isinstance(label_scale, int | float)
+            or not 0 < label_scale < float("inf")
+        ):
+            raise InvalidValueError("label_scale", label_scale, "a positive finite number")
+        self.label_scale = float(label_scale)
+        if not isinstance(dense_label, bool):
+            raise InvalidValueError("dense_label", dense_label, "true or false")
+        self.dense_label = dense_label
+        self.layers = nn.ModuleList([*convs, *dense])
+        self.num_conv = len(convs)
+        self.layer_range = parse_layer_range(layer_range, len(self.layers))
+        self.schedule = check_choice("schedule", schedule, SCHEDULES)
+        if ff_epochs is not None and (
+            isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
+        ):
+            raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
+        self.ff_epochs = ff_epochs
+        with torch.no_grad():
+            feature_count = self.features(torch.zeros(1, *self.input_shape)).shape[1]
+        self.classifier = nn.Linear(feature_count, num_classes)
+        self.classifier_optimizer = make_optimizer(
+            optimizer, self.classifier.parameters(), check_lr(classifier_lr, "classifier_lr")
+        )
+        #: What the current epoch trains: "ff", "classifier" or "both".
+        self.phase = "both" if schedule == "joint" else "ff"
+        self.register_buffer("label_codes", torch.eye(num_classes) * self.label_scale, False)
+
+    # --- inputs -----------------------------------------------------------------------
+
+    def image(self, x: Tensor) -> Tensor:
+        """``x`` as ``(B, C, H, W)``; another shape is a clear error."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            if (
+                x.dim() == 3
+                and self.input_shape[0] == 1
+                and tuple(x.shape[1:]) == self.input_shape[1:]
+            ):
+                return x.unsqueeze(1)
+            raise InvalidValueError(
+                "input shape",
+                tuple(x.shape),
+                f"(batch, {', '.join(map(str, self.input_shape))}) for this FFCNN",
+            )
+        return x
+
+    def label_planes(self, code: Tensor, height: int, width: int) -> Tensor:
+        """Codes ``(B, K)`` as ``K`` constant planes per sample: ``(B, K, H, W)``."""
+        return code[:, :, None, None].expand(*code.shape, height, width)
+
+    def label_code(self, y: Tensor, dtype: torch.dtype) -> Tensor:
+        """The labels' one-hot codes times ``label_scale``, shape ``(B, num_classes)``."""
+        try:
+            return F.one_hot(y, self.num_classes).to(dtype) * self.label_scale
+        except RuntimeError:  # one_hot checks the range itself; say it in our words
+            raise InvalidValueError(
+                "labels", y.tolist()[:10], f"integers in 0..{self.num_classes - 1}"
+            ) from None
+
+    def with_code(self, image: Tensor, code: Tensor) -> Tensor:
+        """``image`` with each row's code appended as constant channels."""
+        planes = self.label_planes(code.to(image.dtype), *image.shape[2:])
+        return torch.cat((image, planes), dim=1)
+
+    def embed(self, x: Tensor, y: Tensor) -> Tensor:
+        """The image with its label's one-hot planes appended as channels."""
+        image = self.image(x)
+        return self.with_code(image, self.label_code(y, image.dtype))
+
+    def neutral_code(self, x: Tensor) -> Tensor:
+        """All-zero (neutral) label codes for the rows of ``x``."""
+        return x.new_zeros(x.shape[0], self.num_classes)
+
+    def neutral_input(self, x: Tensor) -> Tensor:
+        """The image with all-zero (neutral) label planes appended."""
+        image = self.image(x)
+        return self.with_code(image, self.neutral_code(image))
+
+    def layer_input(self, index: int, h: Tensor, code: Tensor) -> Tensor:
+        """What layer ``index`` reads from the output ``h`` of the layer below.
+
+        Conv layers read ``h`` as it is; dense layers read it flattened, and the first
+        dense layer (with ``dense_label``) with the rows' label ``code`` appended, as in
+        FFNet's input.
+        """
+        if index < self.num_conv:
+            return h
+        flat = h.reshape(h.shape[0], -1)
+        if index == self.num_conv and self.dense_label:
+            return torch.cat((flat, code.to(flat.dtype)), dim=1)
+        return flat
+
+    # --- training ---------------------------------------------------------------------
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        if self.schedule == "joint":
+            self.phase = "both"
+            return
+        ff_epochs = self.ff_epochs if self.ff_epochs is not None else max(1, epochs // 2)
+        self.phase = "ff" if epoch < ff_epochs else "classifier"
+
+    def train_ff(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        """One greedy FF step of every layer; the summed layer losses."""
+        negative = negatives(x, y, self.num_classes, self)
+        image = self.image(x)
+        code_pos = self.label_code(y, image.dtype)
+        code_neg = self.label_code(negative.y, image.dtype)
+        h_pos = self.with_code(image, code_pos)
+        h_neg = self.with_code(self.image(negative.x), code_neg)
+        total = torch.zeros((), device=x.device)
+        observer = self.observer
+        for index, layer in enumerate(self.layers):
+            assert isinstance(layer, FFLayer)
+            result = layer.train_step(
+                self.layer_input(index, h_pos, code_pos), self.layer_input(index, h_neg, code_neg)
+            )
+            if observer is not None:
+                observer.layer_trained(index, layer, result)
+            total = total + result.loss
+            h_pos, h_neg = result.h_pos, result.h_neg
+        return total
+
+    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        total = torch.zeros((), device=x.device)
+        if self.phase in ("ff", "both"):
+            total = total + self.train_ff(x, y, negatives)
+        if self.phase in ("classifier", "both"):
+            loss = F.cross_entropy(self.logits(x), y)
+            self.classifier_optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            self.classifier_optimizer.step()
+            total = total + loss.detach()
+        return total
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().optimizers(), self.classifier_optimizer]
+
+    # --- reading out ------------------------------------------------------------------
+
+    def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        """Every layer's activations for images ``x`` with labels ``y``."""
+        image = self.image(x)
+        code = self.label_code(y, image.dtype)
+        h = self.with_code(image, code)
+        activations: list[Tensor] = []
+        for index, layer in enumerate(self.layers):
+            h = layer(self.layer_input(index, h, code))
+            activations.append(h)
+        return activations
+
+    def goodness(self, x: Tensor, y: Tensor) -> Tensor:
+        """Signed goodness summed over ``layer_range``, for images ``x`` with labels ``y``."""
+        start, stop = self.layer_range
+        total = torch.zeros(x.shape[0], device=x.device)
+        image = self.image(x)
+        code = self.label_code(y, image.dtype)
+        h = self.with_code(image, code)
+        for index, layer in enumerate(self.layers[:stop]):
+            assert isinstance(layer, FFLayer)
+            h = layer(self.layer_input(index, h, code))
+            if index >= start:
+                total = total + layer.score(h)
+        return total
+
+    def chunk_size(self, device: torch.device) -> int:
+        """Samples per chunk of ``goodness_per_label``, from the widest conv activation."""
+        widest = 0
+        size: tuple[int, int] | None = self.input_shape[1:]
+        for layer in self.layers[: self.num_conv]:
+            assert isinstance(layer, FFConv2d) and size is not None
+            unpooled = conv_output_size(size, layer.kernel_size, layer.padding, 1)
+            assert unpooled is not None
+            widest = max(widest, layer.out_channels * unpooled[0] * unpooled[1])
+            size = layer.output_size(size)
+        budget = self.eval_chunk_elements * (1 if device.type == "cpu" else 8)
+        return max(1, budget // max(1, widest * self.num_classes))
+
+    @torch.no_grad()
+    def goodness_per_label(self, x: Tensor) -> Tensor:
+        """``(B, num_classes)``: the signed goodness of ``x`` paired with every label."""
+        image = self.image(x)
+        start, stop = self.layer_range
+        first = self.layers[0]
+        assert isinstance(first, FFConv2d)
+        codes = self.label_codes.to(image.dtype)
+        chunks: list[Tensor] = []
+        for part in torch.split(image, self.chunk_size(image.device)):
+            h = first.forward_codes(part, codes)
+            row_codes = codes.repeat(part.shape[0], 1)  # sample-major, as h's rows
+            total = first.score(h) if start == 0 else torch.zeros(h.shape[0], device=h.device)
+            for index in range(1, stop):
+                layer = self.layers[index]
+                assert isinstance(layer, FFLayer)
+                h = layer(self.layer_input(index, h, row_codes))
+                if index >= start:
+                    total = total + layer.score(h)
+            chunks.append(total.view(part.shape[0], self.num_classes))
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """Every layer's activations for ``x`` with a neutral label, flattened and joined."""
+        image = self.image(x)
+        code = self.neutral_code(image)
+        h = self.with_code(image, code)
+        activations: list[Tensor] = []
+        for index, layer in enumerate(self.layers):
+            h = layer(self.layer_input(index, h, code))
+            activations.append(h.reshape(h.shape[0], -1))
+        return torch.cat(activations, dim=1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Class scores from the classifier head, shape ``(B, num_classes)``."""
+        logits: Tensor = self.classifier(self.features(x))
+        return logits
+
+    def extra_summary(self) -> dict[str, Any]:
+        return {
+            "layer_range": list(self.layer_range),
+            "conv_layers": self.num_conv,
+            "schedule": self.schedule,
+            "ff_epochs": self.ff_epochs,
+        }
+
+
+def ffcnn(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    layers: Sequence[int] = (32, 64),
+    kernel_size: int | Sequence[int] = 3,
+    padding: str = "same",
+    pool: int | Sequence[int] = 2,
+    dense: Sequence[int] = (100,),
+    dense_layer: str = "ffdense",
+    activation: str = "relu",
+    norm: str = "rms",
+    norm_over: str = "channels",
+    input_norm_over: str = "sample",
+    goodness: str = "sum-squares",
+    goodness_reduce: str = "mean",
+    loss: str = "softplus-threshold",
+    threshold: float | None = None,
+    maximise: bool = True,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    dense_lr: float = 1e-3,
+    layer_range: Sequence[int] | str | None = None,
+    label_scale: float = 1.0,
+    dense_label: bool = True,
+    classifier_lr: float = 1e-3,
+    schedule: str = "joint",
+    ff_epochs: int | None = None,
+) -> FFCNN:
+    """FF conv layers (then FF dense layers), label as one-hot input channels, TryAll."""
+    channels, height, width = image_shape(input_shape)
+    if (
+        isinstance(layers, str)
+        or not isinstance(layers, Sequence)
+        or not layers
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in layers)
+    ):
+        raise InvalidValueError("layers", layers, "a non-empty list of positive channel counts")
+    if isinstance(dense, str) or not isinstance(dense, Sequence):
+        raise InvalidValueError("dense", dense, "a list of positive widths (may be empty)")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in dense):
+        raise InvalidValueError("dense", dense, "a list of positive widths (may be empty)")
+    kernels = per_layer("kernel_size", kernel_size, len(layers))
+    pools = per_layer("pool", pool, len(layers))
+    check_choice("input_norm_over", input_norm_over, ("channels", "sample"))
+    check_lr(dense_lr, "dense_lr")
+    shared: dict[str, Any] = {
+        "activation": activation,
+        "norm": norm,
+        "goodness": goodness,
+        "loss": loss,
+        "threshold": threshold,
+        "maximise": maximise,
+        "optimizer": optimizer,
+        "lr": lr,
+    }
+    convs: list[FFConv2d] = []
+    in_channels = channels + num_classes
+    size = (height, width)
+    for index, (out_channels, kernel, window) in enumerate(
+        zip(layers, kernels, pools, strict=True)
+    ):
+        check_choice("padding", padding, PADDINGS)
+        out_size = conv_output_size(size, kernel, padding, window)
+        if out_size is None:
+            raise InvalidValueError(
+                "layers",
+                list(layers),
+                f"conv layers that keep the {height}x{width} input at least 1x1 "
+                f"(layer {index} gets {size[0]}x{size[1]}; use fewer layers, smaller pools "
+                "or padding 'same')",
+            )
+        convs.append(
+            FFConv2d(
+                in_channels,
+                out_channels,
+                kernel,
+                padding=padding,
+                pool=window,
+                norm_over=input_norm_over if index == 0 else norm_over,
+                goodness_reduce=goodness_reduce,
+                input_size=size,
+                **shared,
+            )
+        )
+        in_channels, size = out_channels, out_size
+    features = in_channels * size[0] * size[1] + (num_classes if dense_label is True else 0)
+    dense_layers: list[FFLayer] = []
+    for width_out in dense:
+        dense_layers.append(
+            create_layer(
+                dense_layer,
+                in_features=features,
+                out_features=width_out,
+                **{**shared, "lr": dense_lr},
+            )
+        )
+        features = width_out
+    return FFCNN(
+        convs,
+        dense_layers,
+        (channels, height, width),
+        num_classes,
+        layer_range=layer_range,
+        label_scale=label_scale,
+        dense_label=dense_label,
+        classifier_lr=classifier_lr,
+        optimizer=optimizer,
+        schedule=schedule,
+        ff_epochs=ff_epochs,
+    )
