@@ -1,0 +1,109 @@
+"""Learning quality: test accuracy against epochs and wall time, with an ablation table.
+
+    python benchmarks/accuracy.py                                  # full Fashion-MNIST
+    python benchmarks/accuracy.py --dataset digits --epochs 30     # seconds, offline
+    python benchmarks/accuracy.py --variants default symba bp      # a subset
+
+Trains FFNet with FFLib 0.3.0's settings (``seed``), with FFLib's defaults, with each
+training option switched on alone (the ablation), the best recipe found
+(``examples/configs/<dataset>.toml`` when it exists) and the backprop baseline of the
+same widths. Prints one JSON line per run (variant, settings, epochs, wall seconds,
+per-epoch test accuracy where ``--curve`` asks for it, final test accuracy), then a
+Markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ffcore
+from ffcore.config import TrainConfig, build_config, read_config_file
+from ffcore.training import build_run, train
+
+RECIPES = Path(__file__).resolve().parent.parent / "examples" / "configs"
+
+#: Each variant: settings on top of the defaults (``None``: the seed preset).
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "seed": None,
+    "default": {},
+    "hard-negatives": {"negatives": "hard"},
+    "peer-norm": {"model_options": {"peer_norm": 0.03}},
+    "l2-norm": {"model_options": {"norm": "l2"}, "threshold": 1.0},
+    "constant-lr": {"lr_schedule": "constant"},
+    "cosine-lr": {"lr_schedule": "cosine"},
+    "mean-squares": {"goodness": "mean-squares", "threshold": 2.0},
+    "symba": {"loss": "symba"},
+    "label-overlay": {"model_options": {"label_scheme": "overlay"}},
+    "layers-1:": {"model_options": {"layer_range": "1:"}},
+    "ffc-readout": {"model": "ffc", "model_options": {"schedule": "joint"}},
+    "recipe": {},  # replaced by examples/configs/<dataset>.toml
+    "bp": {"model": "bp", "lr": 1e-3},
+}
+
+
+def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
+    common: dict[str, Any] = {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "use": args.use,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    if args.layers:
+        common["layers"] = args.layers
+    settings = VARIANTS[variant]
+    if settings is None:
+        return build_config(preset=ffcore.get_preset("seed"), overrides=common)
+    if variant == "recipe":
+        recipe = RECIPES / f"{args.dataset.replace('-', '_')}.toml"
+        file = read_config_file(recipe) if recipe.is_file() else {}
+        epochs = args.recipe_epochs or file.get("epochs", args.epochs)
+        return build_config(file=file, overrides={**common, "epochs": epochs})
+    return build_config(overrides={**common, **settings})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--recipe-epochs", type=int, help="epochs for the recipe (its own)")
+    parser.add_argument("--use", type=float, default=1.0)
+    parser.add_argument("--layers", type=int, nargs="+", help="widths (default: 2000 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for variant in args.variants:
+        config = config_for(variant, args)
+        started = time.perf_counter()
+        metrics = train(build_run(config))
+        row = {
+            "name": "accuracy",
+            "variant": variant,
+            "config": {k: v for k, v in config.to_dict().items() if v not in (None, {}, [])},
+            "epochs": config.epochs,
+            "wall_seconds": time.perf_counter() - started,
+            "test_acc": metrics["test_acc"],
+            "val_acc": metrics.get("val_acc"),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print("\n| variant | epochs | wall time | test accuracy |\n| --- | --- | --- | --- |")
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['epochs']} | {row['wall_seconds'] / 60:.1f} min | "
+            f"{100 * row['test_acc']:.2f}% |"
+        )
+
+
+if __name__ == "__main__":
+    main()
