@@ -174,49 +174,48 @@ class FFNet(FFModel):
                 total = total + layer.score(h)
         return total
 
+    def _label_scores(self, x: Tensor, stop: int) -> list[Tensor]:
+        """Signed goodness ``(B, num_classes)`` of layers ``0..stop-1`` for every label.
+
+        One batched pass over all ``B * num_classes`` rows. When the first layer can share
+        the image's part of its matmul across labels (``forward_appended``, as FFDense
+        does), the image is multiplied once instead of once per label.
+        """
+        batch, classes = x.shape[0], self.num_classes
+        first = self.layers[0]
+        appended = getattr(first, "forward_appended", None)
+        if appended is None or self.label_scheme != "concat":
+            labels = torch.arange(classes, device=x.device).repeat(batch)
+            h = first(self.embed(x.repeat_interleave(classes, dim=0), labels))
+        else:
+            flat = self.flatten(x)
+            codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
+            h = appended(flat, codes).reshape(batch * classes, -1)
+        scores: list[Tensor] = []
+        for index, layer in enumerate(self.layers[:stop]):
+            assert isinstance(layer, FFLayer)
+            if index > 0:
+                h = layer(h)
+            scores.append(layer.score(h).view(batch, classes))
+        return scores
+
     @torch.no_grad()
     def layer_goodness_per_label(self, x: Tensor) -> Tensor:
         """``(num_layers, B, num_classes)``: each layer's signed goodness for every label.
 
         What each layer alone would predict (TryAll on one layer), for diagnostics.
         """
-        batch = x.shape[0]
-        labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
-        h = self.embed(x.repeat_interleave(self.num_classes, dim=0), labels)
-        scores: list[Tensor] = []
-        for layer in self.layers:
-            assert isinstance(layer, FFLayer)
-            h = layer(h)
-            scores.append(layer.score(h).view(batch, self.num_classes))
-        return torch.stack(scores)
+        return torch.stack(self._label_scores(x, len(self.layers)))
 
     @torch.no_grad()
     def goodness_per_label(self, x: Tensor) -> Tensor:
-        """``(B, num_classes)``: the goodness of ``x`` paired with every label at once.
-
-        One batched pass over all ``B * num_classes`` rows. When the first layer can
-        share the image's part of its matmul across labels (``forward_appended``, as
-        FFDense does), the image is multiplied once instead of once per label.
-        """
-        batch, classes = x.shape[0], self.num_classes
+        """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
         start, stop = self.layer_range
-        first = self.layers[0]
-        appended = getattr(first, "forward_appended", None)
-        if appended is None or self.label_scheme != "concat":
-            labels = torch.arange(classes, device=x.device).repeat(batch)
-            repeated = x.repeat_interleave(classes, dim=0)
-            return self.goodness(repeated, labels).view(batch, classes)
-        flat = self.flatten(x)
-        codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
-        h = appended(flat, codes).reshape(batch * classes, -1)
-        total = torch.zeros(batch * classes, dtype=h.dtype, device=h.device)
-        for index, layer in enumerate(self.layers[:stop]):
-            assert isinstance(layer, FFLayer)
-            if index > 0:
-                h = layer(h)
-            if index >= start:
-                total = total + layer.score(h)
-        return total.view(batch, classes)
+        scores = self._label_scores(x, stop)[start:]
+        total = scores[0]
+        for score in scores[1:]:
+            total = total + score
+        return total
 
     def extra_summary(self) -> dict[str, Any]:
         return {"layer_range": list(self.layer_range)}

@@ -1,0 +1,239 @@
+"""The tracer: the hook object ffdebug registers while a traced run trains.
+
+It exists only while ``--tensorboard`` is on, so an untraced run has no per-layer or
+per-batch hook implementations and pays nothing. When it is on, the layer hooks copy a
+batch's tensors (on the device) only on traced batches (``run.step % every == 0``); the
+batch-end hook computes every statistic on the device and fetches them all with one copy.
+Other batches cost a modulo per hook call: no tensor work, no host-device sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+from ffcore import hookimpl
+from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.interfaces import FFLayer
+from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
+from ffdebug.events import HPARAM_METRICS, EventWriter, markdown_table
+from ffdebug.stats import (
+    FRAME_TAGS,
+    Packet,
+    add_layer,
+    add_parameters,
+    classifier_metrics,
+    frame_values,
+    layer_accuracies,
+    other_parameters,
+)
+
+if TYPE_CHECKING:
+    from ffcore.training import TrainingRun
+
+#: At most this many validation samples for the per-layer and classifier accuracies.
+EVAL_SAMPLES = 256
+
+
+@dataclass
+class _LayerTrace:
+    """What the hooks saw of one layer on the traced batch (the last frame, for FFRNN)."""
+
+    layer: nn.Module
+    h_pos: Tensor | None = None
+    h_neg: Tensor | None = None
+    g_pos: Tensor | None = None
+    g_neg: Tensor | None = None
+    loss: Tensor | None = None
+    frames: list[Tensor] = field(default_factory=list)
+
+
+class Tracer:
+    """Writes a run's traces to a TensorBoard log directory (see the README for the tags).
+
+    Steps are batches: a traced batch is filed under the number of batches trained before
+    it (``run.step``), an epoch's figures under the number trained by its end.
+    """
+
+    def __init__(self, run: TrainingRun, logdir: str, every: int = DEFAULT_TRACE_EVERY) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidValueError("trace_every", every, "a positive integer")
+        self.run = run
+        self.every = every
+        self.events = EventWriter(logdir)
+        self._step = -1
+        self._layers: dict[int, _LayerTrace] = {}
+        #: The last epoch with a traced batch (its end gets the evaluations).
+        self._traced_epoch = -1
+        split = run.data.val if run.data.val is not None and len(run.data.val) else run.data.train
+        self._eval_x = split.x[:EVAL_SAMPLES]
+        self._eval_y = split.y[:EVAL_SAMPLES]
+        try:
+            self._describe(run)
+        except BaseException:
+            self.events.close()
+            raise
+
+    # --- the run's description -------------------------------------------------------
+
+    def _describe(self, run: TrainingRun) -> None:
+        config = run.config.to_dict()
+        rows = [(key, _text(value)) for key, value in config.items()]
+        self.events.text("run/config", markdown_table(("setting", "value"), rows), run.step)
+        components = _component_names(run)
+        self.events.text(
+            "run/components",
+            markdown_table(("kind", "name"), [(k, v or "-") for k, v in components.items()]),
+            run.step,
+        )
+        self.events.text("run/model", "```\n" + repr(run.model) + "\n```", run.step)
+        settings: dict[str, Any] = {
+            k: v for k, v in config.items() if not isinstance(v, dict) and k != "out"
+        }
+        settings.update({k: v for k, v in components.items() if v is not None})
+        for table in ("model_options", "dataset_options", "negatives_options"):
+            for key, value in config[table].items():
+                settings[f"{table.removesuffix('_options')}.{key}"] = value
+        self.events.hparams_start(settings)
+        self.events.flush()
+
+    # --- per-layer hooks: copy the tensors of traced batches only -----------------------
+
+    def _trace(self, run: TrainingRun, index: int, layer: nn.Module) -> _LayerTrace:
+        if run.step != self._step:
+            self._step = run.step
+            self._layers = {}
+        trace = self._layers.get(index)
+        if trace is None:
+            trace = self._layers[index] = _LayerTrace(layer)
+        return trace
+
+    @hookimpl
+    def fflib_layer_activations(
+        self, run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
+    ) -> None:
+        if run.step % self.every or run is not self.run:
+            return
+        trace = self._trace(run, layer_index, layer)
+        # copies: the model may reuse these buffers before the batch ends
+        trace.h_pos, trace.h_neg = h_pos.detach().clone(), h_neg.detach().clone()
+
+    @hookimpl
+    def fflib_layer_goodness(
+        self,
+        run: TrainingRun,
+        layer_index: int,
+        layer: FFLayer,
+        g_pos: Tensor,
+        g_neg: Tensor,
+        loss: Tensor,
+    ) -> None:
+        if run.step % self.every or run is not self.run:
+            return
+        trace = self._trace(run, layer_index, layer)
+        trace.g_pos, trace.g_neg = g_pos.detach().clone(), g_neg.detach().clone()
+        trace.loss = loss.detach().clone()
+        trace.frames.append(frame_values(layer, g_pos, g_neg, loss))
+
+    # --- batch, epoch and train ends --------------------------------------------------
+
+    @hookimpl
+    def fflib_batch_end(self, run: TrainingRun, epoch: int, batch: int, loss: Tensor) -> None:
+        if run.step % self.every or run is not self.run:
+            return
+        layers = self._layers if self._step == run.step else {}
+        self._layers, self._step = {}, -1
+        self._traced_epoch = epoch
+        packet = Packet()
+        packet.scalar("batch/loss", loss)
+        for index, trace in sorted(layers.items()):
+            prefix = f"layer{index}"
+            if (
+                trace.h_pos is not None
+                and trace.h_neg is not None
+                and trace.g_pos is not None
+                and trace.g_neg is not None
+                and trace.loss is not None
+            ):
+                add_layer(
+                    packet,
+                    prefix,
+                    trace.layer,
+                    trace.h_pos,
+                    trace.h_neg,
+                    trace.g_pos,
+                    trace.g_neg,
+                    trace.loss,
+                )
+            if len(trace.frames) > 1:  # a recurrent model: goodness frame by frame
+                for number, values in enumerate(trace.frames, 1):
+                    tags = [f"{prefix}_frames/frame{number:02d}/{tag}" for tag in FRAME_TAGS]
+                    packet.scalars(tags, values)
+        add_parameters(packet, "model", other_parameters(run.model))
+        self.events.write(packet.fetch(), run.step)
+
+    @hookimpl
+    def fflib_epoch_end(self, run: TrainingRun, epoch: int, metrics: dict[str, float]) -> None:
+        if run is not self.run:
+            return
+        packet = Packet()
+        packet.scalar("epoch/train_loss", metrics["loss"])
+        if "val_acc" in metrics:
+            packet.scalar("epoch/val_acc", metrics["val_acc"])
+        if "epoch_seconds" in metrics:
+            packet.scalar("epoch/seconds", metrics["epoch_seconds"])
+        if self._traced_epoch == epoch or run.epoch >= run.config.epochs:
+            self._evaluate(run, packet)
+        self.events.write(packet.fetch(), run.step)
+        self.events.flush()
+
+    def _evaluate(self, run: TrainingRun, packet: Packet) -> None:
+        """Each layer's accuracy alone and the classifier's, on the evaluation samples."""
+        model = run.model
+        was_training = model.training
+        model.eval()
+        try:
+            accuracies = layer_accuracies(model, self._eval_x, self._eval_y)
+            if accuracies is not None:
+                tags = [f"epoch/layer{i}_acc" for i in range(len(accuracies))]
+                packet.scalars(tags, accuracies)
+            classifier = classifier_metrics(model, self._eval_x, self._eval_y)
+            if classifier is not None:
+                packet.scalars(["classifier/val_loss", "classifier/val_acc"], classifier)
+        finally:
+            model.train(was_training)
+
+    @hookimpl
+    def fflib_train_end(self, run: TrainingRun, metrics: dict[str, float]) -> None:
+        if run is not self.run:
+            return
+        try:
+            names = dict(zip(HPARAM_METRICS, ("test_acc", "val_acc", "loss"), strict=True))
+            values = {tag: metrics[key] for tag, key in names.items() if key in metrics}
+            self.events.hparams_end(values, run.step)
+        finally:
+            self.close()
+            if run.plugins.pm.get_plugin(TRACER_NAME) is self:
+                run.plugins.unregister(TRACER_NAME)
+
+    def close(self) -> None:
+        """Flush and close the event file (idempotent)."""
+        self._layers = {}
+        self.events.close()
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _component_names(run: TrainingRun) -> dict[str, str | None]:
+    """Every component the run uses, defaults resolved where the core can say."""
+    try:
+        from ffcore.runs import component_names
+
+        return component_names(run)
+    except (FFLibError, KeyError, ValueError, TypeError):  # a model factory we cannot inspect
+        names: dict[str, str | None] = dict(run.names)
+        return names
