@@ -140,7 +140,8 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
         )
     for case in cases(args.width):
         measured: dict[str, list[dict[str, Any]]] = {"ours": [], "seed": []}
-        repeats = 3 if case.name.startswith("ffrnn") else None
+        slow = case.name.startswith("ffrnn") or case.samples >= 1000
+        repeats = 3 if slow else None
         for round_index in range(args.rounds):
             order = ("ours", "seed") if round_index % 2 == 0 else ("seed", "ours")
             for impl in order:

@@ -125,18 +125,30 @@ class FFRNN(FFModel):
         """The labels' one-hot codes, ``(B, num_classes)``: the top layer's input."""
         return F.one_hot(y, self.num_classes).to(dtype)
 
-    def initial_states(self, bottom: Tensor, top: Tensor) -> list[Tensor]:
-        """The states before frame 1: zero, then one bottom-up pass (deterministic)."""
+    def initial_states(
+        self, bottom: Tensor | None, top: Tensor, bottom_drive: Tensor | None = None
+    ) -> list[Tensor]:
+        """The states before frame 1: zero, then one bottom-up pass (deterministic).
+
+        ``bottom_drive`` is the first layer's precomputed drive from ``bottom``.
+        """
         layers = self._recurrent_layers()
         states: list[Tensor] = []
         with torch.no_grad():
             for index, layer in enumerate(layers):
                 below = bottom if index == 0 else states[index - 1]
                 above = top if index == len(layers) - 1 else None
-                states.append(layer.step(below, None, above))
+                drive = bottom_drive if index == 0 else None
+                states.append(layer.step(below, None, above, drive=drive))
         return states
 
-    def frame(self, bottom: Tensor, top: Tensor, states: Sequence[Tensor]) -> list[Tensor]:
+    def frame(
+        self,
+        bottom: Tensor | None,
+        top: Tensor,
+        states: Sequence[Tensor],
+        bottom_drive: Tensor | None = None,
+    ) -> list[Tensor]:
         """One synchronous frame: every layer's new state from the previous ``states``."""
         layers = self._recurrent_layers()
         last = len(layers) - 1
@@ -145,6 +157,7 @@ class FFRNN(FFModel):
                 bottom if index == 0 else states[index - 1],
                 states[index],
                 top if index == last else states[index + 1],
+                drive=bottom_drive if index == 0 else None,
             )
             for index, layer in enumerate(layers)
         ]
@@ -191,13 +204,15 @@ class FFRNN(FFModel):
         bottom = self.flatten(x)
         return self._goodness(bottom, self.label_code(y, bottom.dtype))
 
-    def _goodness(self, bottom: Tensor, top: Tensor) -> Tensor:
+    def _goodness(
+        self, bottom: Tensor | None, top: Tensor, bottom_drive: Tensor | None = None
+    ) -> Tensor:
         low, high = self.test_frames
         layers = self._recurrent_layers()
-        total = torch.zeros(bottom.shape[0], dtype=bottom.dtype, device=bottom.device)
-        states = self.initial_states(bottom, top)
+        total = torch.zeros(top.shape[0], dtype=top.dtype, device=top.device)
+        states = self.initial_states(bottom, top, bottom_drive)
         for frame in range(1, high + 1):
-            states = self.frame(bottom, top, states)
+            states = self.frame(bottom, top, states, bottom_drive)
             if frame >= low:
                 for layer, state in zip(layers, states, strict=True):
                     total = total + layer.score(state)
@@ -207,9 +222,12 @@ class FFRNN(FFModel):
     def goodness_per_label(self, x: Tensor) -> Tensor:
         """``(B, num_classes)``: the goodness of ``x`` with every label, all in one batch."""
         batch = x.shape[0]
-        bottom = self.flatten(x).repeat_interleave(self.num_classes, dim=0)
+        flat = self.flatten(x)
+        # The image is the same for every label and every frame: its drive into the first
+        # layer is computed once per image, not once per (label, frame).
+        drive = self._layer(0).bottom_up(flat).repeat_interleave(self.num_classes, dim=0)
         labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
-        scores = self._goodness(bottom, self.label_code(labels, bottom.dtype))
+        scores = self._goodness(None, self.label_code(labels, flat.dtype), drive)
         return scores.view(batch, self.num_classes)
 
     def extra_summary(self) -> dict[str, Any]:

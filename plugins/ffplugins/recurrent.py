@@ -13,7 +13,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult
 from ffcore.optim import make_optimizer
-from ffplugins.dense import ACTIVATIONS, NORMS, input_scale
+from ffplugins.dense import ACTIVATIONS, INPLACE_ACTIVATIONS, NORMS, input_scale
 
 
 class FFRecurrentLayer(FFLayer):
@@ -131,21 +131,45 @@ class FFRecurrentLayer(FFLayer):
             )
         return x * input_scale(x, self.norm, self.eps)
 
-    def step(self, below: Tensor, previous: Tensor | None, above: Tensor | None) -> Tensor:
+    def bottom_up(self, below: Tensor) -> Tensor:
+        """``W_fw · norm(below) + b``: the drive from the layer below.
+
+        Reusable while ``below`` stays the same (the input image, across frames and, for
+        TryAll, across labels): pass it to :meth:`step` as ``drive``.
+        """
+        return F.linear(self.normalize(below, self.fw_features, "below"), self.fw, self.bias)
+
+    def step(
+        self,
+        below: Tensor | None,
+        previous: Tensor | None,
+        above: Tensor | None,
+        *,
+        drive: Tensor | None = None,
+    ) -> Tensor:
         """The layer's new state, ``(B, rc_features)``, from its neighbours' states.
 
         ``beta · act(W_fw · norm(below) + W_bw · norm(above) + b) + (1 - beta) · previous``.
-        ``previous=None`` and ``above=None`` stand for zero states (and skip their work).
+        ``previous=None`` and ``above=None`` stand for zero states (and skip their work);
+        ``drive`` is a precomputed :meth:`bottom_up` (then ``below`` is not read).
         Gradients reach only this layer's parameters.
         """
-        drive = F.linear(self.normalize(below, self.fw_features, "below"), self.fw, self.bias)
+        fresh = drive is None  # a tensor of our own, which inference may update in place
+        if drive is None:
+            if below is None:
+                raise InvalidValueError("below", below, "a tensor, or a precomputed drive")
+            drive = self.bottom_up(below)
         if above is not None:
-            if above.shape[0] != below.shape[0]:
+            if above.shape[0] != drive.shape[0]:
                 raise InvalidValueError(
-                    "above shape", tuple(above.shape), f"{below.shape[0]} rows, as below has"
+                    "above shape", tuple(above.shape), f"{drive.shape[0]} rows, as below has"
                 )
             drive = drive + F.linear(self.normalize(above, self.bw_features, "above"), self.bw)
-        new: Tensor = self.act(drive)
+            fresh = True
+        in_place = fresh and not drive.requires_grad
+        new: Tensor = (
+            INPLACE_ACTIVATIONS[self.activation_name](drive) if in_place else self.act(drive)
+        )
         if previous is not None and tuple(previous.shape) != tuple(new.shape):
             raise InvalidValueError(
                 "previous shape",
@@ -153,6 +177,11 @@ class FFRecurrentLayer(FFLayer):
                 f"{tuple(new.shape)} for this FFRecurrentLayer",
             )
         if self.beta == 1.0:
+            return new
+        if in_place:
+            new.mul_(self.beta)
+            if previous is not None:
+                new.add_(previous.detach(), alpha=1.0 - self.beta)
             return new
         new = self.beta * new
         if previous is not None:
