@@ -2,7 +2,7 @@
 
 from ffcore.interfaces.dataset import DataSplits, Split
 from ffcore.interfaces.goodness import GoodnessFunction
-from ffcore.interfaces.layer import FFLayer, LayerObserver, LayerStepResult
+from ffcore.interfaces.layer import FFLayer, LayerObserver, LayerStepResult, resolve_threshold
 from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
@@ -22,4 +22,5 @@ __all__ = [
     "NegativeSampler",
     "Probe",
     "Split",
+    "resolve_threshold",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ffcore.errors import DivergenceError
+from ffcore.errors import DivergenceError, InvalidValueError
 from ffcore.interfaces.goodness import GoodnessFunction
 from ffcore.interfaces.loss import FFLoss
 from ffcore.optim import check_lr
@@ -47,6 +48,26 @@ class LayerStepResult:
     def g_neg(self) -> Tensor:
         """Goodness of the negative rows."""
         return self.g[self.num_pos :]
+
+
+def resolve_threshold(threshold: float | None, default: float) -> float:
+    """A layer's threshold: ``default`` (the goodness' own) when ``None``, else checked.
+
+    A given threshold must be a finite number on the same side of zero as the default
+    (a sum of squares never goes below zero, so a negative threshold would never be met).
+    """
+    if threshold is None:
+        return float(default)
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not math.isfinite(threshold)
+        or (threshold < 0 <= default)
+        or (threshold > 0 >= default)
+    ):
+        sign = "non-negative" if default >= 0 else "non-positive"
+        raise InvalidValueError("threshold", threshold, f"a finite {sign} number for this goodness")
+    return float(threshold)
 
 
 class LayerObserver(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -12,7 +11,7 @@ from torch import Tensor, nn
 from ffcore import create_goodness, create_loss, hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction
+from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
 from ffcore.optim import make_optimizer
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -108,20 +107,7 @@ class FFDense(FFLayer):
         self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
         self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
         default_threshold = self.goodness_fn.default_threshold(out_features)
-        if threshold is None:
-            threshold = default_threshold
-        elif (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-            or (threshold < 0 <= default_threshold)
-            or (threshold > 0 >= default_threshold)
-        ):
-            sign = "non-negative" if default_threshold >= 0 else "non-positive"
-            raise InvalidValueError(
-                "threshold", threshold, f"a finite {sign} number for this goodness"
-            )
-        self.threshold = float(threshold)
+        self.threshold = resolve_threshold(threshold, default_threshold)
         self.maximise = maximise
         if isinstance(peer_norm, bool) or not isinstance(peer_norm, int | float) or peer_norm < 0:
             raise InvalidValueError("peer_norm", peer_norm, "a weight >= 0 (0 turns it off)")

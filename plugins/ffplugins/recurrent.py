@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ffcore import create_goodness, create_loss, hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult
+from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult, resolve_threshold
 from ffcore.optim import make_optimizer
 from ffplugins.dense import ACTIVATIONS, INPLACE_ACTIVATIONS, NORMS, input_scale
 
@@ -98,20 +98,7 @@ class FFRecurrentLayer(FFLayer):
         self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
         self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
         default_threshold = self.goodness_fn.default_threshold(rc_features)
-        if threshold is None:
-            threshold = default_threshold
-        elif (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-            or (threshold < 0 <= default_threshold)
-            or (threshold > 0 >= default_threshold)
-        ):
-            sign = "non-negative" if default_threshold >= 0 else "non-positive"
-            raise InvalidValueError(
-                "threshold", threshold, f"a finite {sign} number for this goodness"
-            )
-        self.threshold = float(threshold)
+        self.threshold = resolve_threshold(threshold, default_threshold)
         self.maximise = maximise
         self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from ffcore import create_goodness, create_loss
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction
+from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
 from ffcore.optim import make_optimizer
 from torch import Tensor, nn
 
@@ -199,20 +199,7 @@ class FFConv2d(FFLayer):
                 out_size = self.output_size(self.input_size)
                 assert out_size is not None
                 default_threshold *= out_size[0] * out_size[1]
-        if threshold is None:
-            threshold = default_threshold
-        elif (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-            or (threshold < 0 <= default_threshold)
-            or (threshold > 0 >= default_threshold)
-        ):
-            sign = "non-negative" if default_threshold >= 0 else "non-positive"
-            raise InvalidValueError(
-                "threshold", threshold, f"a finite {sign} number for this goodness"
-            )
-        self.threshold = float(threshold)
+        self.threshold = resolve_threshold(threshold, default_threshold)
         self.maximise = maximise
         self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
 
