@@ -187,7 +187,7 @@ class FFPluginManager:
         for attribute in dir(plugin):
             if self.pm.parse_hookimpl_opts(plugin, attribute) is None:
                 continue
-            if getattr(self.pm.hook, attribute, None) is None or not hasattr(hookspecs, attribute):
+            if not hasattr(hookspecs, attribute):
                 known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("fflib_")))
                 raise PluginError(f"unknown hook {attribute!r} (known hooks: {known})")
 
