@@ -186,3 +186,16 @@ def test_has_implementations_reflects_plugins(manager: FFPluginManager) -> None:
 def test_unknown_kind_is_a_clear_error(manager: FFPluginManager) -> None:
     with pytest.raises(PluginError, match="unknown component kind 'optimizer'"):
         manager.registry("optimizer")
+
+
+def test_misspelt_hook_marks_the_plugin_broken(manager: FFPluginManager) -> None:
+    class Typo:
+        @ffcore.hookimpl
+        def fflib_register_goodnes(self, register: ffcore.hookspecs.Register) -> None:
+            register("never", lambda: None)
+
+    with pytest.raises(PluginError, match="unknown hook 'fflib_register_goodnes'"):
+        manager.register(Typo(), name="typo")
+    info = manager.plugin("typo")
+    assert info is not None and info.error is not None and "known hooks" in info.error
+    assert "never" not in manager.registry("goodness")
