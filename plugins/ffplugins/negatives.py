@@ -1,4 +1,5 @@
-"""Negative samplers: random wrong label, every wrong label, the hardest wrong label."""
+"""Negative samplers: random wrong label, every wrong label, the hardest wrong label, and
+wrong labels picked by the read-out's neutral-label pass (Hinton's)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import Tensor, nn
 from ffcore import hookimpl
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import LabelScorer, NegativeBatch, NegativeSampler
+from ffcore.interfaces import Classifier, LabelScorer, NegativeBatch, NegativeSampler
 
 
 def random_wrong_labels(y: Tensor, num_classes: int) -> Tensor:
@@ -53,14 +54,42 @@ class HardestWrongLabel(NegativeSampler):
                 f"{type(model).__name__} does not: use --negatives random"
             )
         with torch.no_grad():
-            scores = model.goodness_per_label(x).float()
-        scores = scores.scatter(1, y.unsqueeze(1), float("-inf"))
-        if self.temperature > 0:
-            probs = torch.softmax(scores / self.temperature, dim=1)
-            wrong = torch.multinomial(probs, 1).squeeze(1)
-        else:
-            wrong = scores.argmax(dim=1)
-        return NegativeBatch(x=x, y=wrong)
+            scores = model.goodness_per_label(x)
+        return NegativeBatch(x=x, y=pick_wrong_labels(scores, y, self.temperature))
+
+
+def pick_wrong_labels(scores: Tensor, y: Tensor, temperature: float) -> Tensor:
+    """The highest-scoring wrong label (``temperature == 0``) or one drawn by softmax."""
+    scores = scores.float().scatter(1, y.unsqueeze(1), float("-inf"))
+    if temperature > 0:
+        probs = torch.softmax(scores / temperature, dim=1)
+        return torch.multinomial(probs, 1).squeeze(1)
+    return scores.argmax(dim=1)
+
+
+class NeutralPassWrongLabel(NegativeSampler):
+    """Wrong labels drawn from the read-out's predictions for a neutral-label pass (Hinton's).
+
+    One forward pass with the all-zero label gives the read-out's class logits (FF+C's
+    classifier); a wrong label is drawn in proportion to ``softmax(logits / T)`` over the
+    wrong labels (``temperature == 0``: the most probable wrong label). It costs one pass
+    instead of the ``num_classes`` passes ``hard`` needs to score every label.
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if isinstance(temperature, bool) or not temperature >= 0:
+            raise InvalidValueError("temperature", temperature, "a number >= 0")
+        self.temperature = temperature
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+        if not isinstance(model, Classifier):
+            raise FFLibError(
+                f"negatives 'neutral' needs a model with a classifier read-out; "
+                f"{type(model).__name__} has none: use --model ffc, or --negatives hard"
+            )
+        with torch.no_grad():
+            logits = model.logits(x)
+        return NegativeBatch(x=x, y=pick_wrong_labels(logits, y, self.temperature))
 
 
 def random() -> NegativeSampler:
@@ -78,8 +107,14 @@ def hard(temperature: float = 0.0) -> NegativeSampler:
     return HardestWrongLabel(temperature=temperature)
 
 
+def neutral(temperature: float = 1.0) -> NegativeSampler:
+    """Wrong labels drawn from the classifier read-out's neutral-label pass (Hinton's)."""
+    return NeutralPassWrongLabel(temperature=temperature)
+
+
 @hookimpl
 def fflib_register_negatives(register: Register) -> None:
     register("random", random)
     register("inverse", inverse)
     register("hard", hard, aliases=["highest-incorrect"])
+    register("neutral", neutral, aliases=["neutral-pass"])

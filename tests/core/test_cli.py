@@ -42,7 +42,7 @@ def test_list_plugins_text_and_json() -> None:
     assert "model      ffnet" in text.output
     data = json.loads(invoke("list-plugins", "--json").output)
     by_name = {p["name"]: p for p in data}
-    assert by_name["negatives"]["components"] == {"negatives": ["hard", "inverse", "random"]}
+    assert by_name["negatives"]["components"] == {"negatives": ["hard", "inverse", "neutral", "random"]}
     assert by_name["ffdense"]["distribution"] == "fflib"
 
 

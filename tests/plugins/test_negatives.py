@@ -1,4 +1,5 @@
-"""Negative samplers: random wrong label, all wrong labels (inverse), hardest wrong label."""
+"""Negative samplers: random wrong label, all wrong labels (inverse), hardest wrong label,
+wrong labels from the read-out's neutral-label pass."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 import ffcore
 from ffcore.errors import FFLibError
 from ffcore.interfaces import NegativeSampler
+from ffplugins.ffc import FFC
 from ffplugins.ffnet import FFNet
 
 
@@ -23,9 +25,16 @@ class _TableScorer(nn.Module):
         return x
 
 
+class _TableClassifier(nn.Module):
+    """A Classifier whose logits are the input itself (B, num_classes)."""
+
+    def logits(self, x: Tensor) -> Tensor:
+        return x
+
+
 def test_registered_names() -> None:
-    assert {"random", "inverse", "hard"} <= set(ffcore.list_negatives())
-    for name in ("random", "inverse", "hard", "highest-incorrect"):
+    assert {"random", "inverse", "hard", "neutral"} <= set(ffcore.list_negatives())
+    for name in ("random", "inverse", "hard", "highest-incorrect", "neutral", "neutral-pass"):
         assert isinstance(ffcore.create_negatives(name), NegativeSampler)
 
 
@@ -152,4 +161,55 @@ def test_hard_works_with_an_ffnet() -> None:
     assert torch.equal(batch.y, expected)
     assert (batch.y != y).all()
     loss = model.train_batch(x, y, ffcore.create_negatives("hard"))
+    assert torch.isfinite(loss)
+
+
+def test_neutral_draws_wrong_labels_in_proportion_to_the_read_out() -> None:
+    torch.manual_seed(0)
+    sampler = ffcore.create_negatives("neutral")  # temperature 1 by default, as Hinton's
+    draws = 6000
+    logits = torch.tensor([10.0, 2.0, 1.0, 0.0]).repeat(draws, 1)
+    y = torch.zeros(draws, dtype=torch.long)
+    batch = sampler(logits, y, 4, _TableClassifier())
+    assert (batch.y != 0).all()
+    assert torch.equal(batch.x, logits)
+    counts = torch.bincount(batch.y, minlength=4).float() / draws
+    weights = torch.tensor([2.0, 1.0, 0.0]).exp()
+    torch.testing.assert_close(counts[1:], weights / weights.sum(), atol=0.03, rtol=0.0)
+
+
+def test_neutral_with_zero_temperature_takes_the_most_probable_wrong_label() -> None:
+    sampler = ffcore.create_negatives("neutral", temperature=0.0)
+    logits = torch.tensor([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
+    batch = sampler(logits, torch.tensor([1, 2]), 3, _TableClassifier())
+    assert batch.y.tolist() == [2, 0]
+
+
+def test_neutral_rejects_a_negative_temperature() -> None:
+    with pytest.raises(FFLibError, match=r"temperature.*-1"):
+        ffcore.create_negatives("neutral", temperature=-1.0)
+
+
+def test_neutral_needs_a_classifier_read_out() -> None:
+    torch.manual_seed(0)
+    model = ffcore.create_model("ffnet", input_shape=(6,), num_classes=4, layers=[16])
+    sampler = ffcore.create_negatives("neutral")
+    with pytest.raises(FFLibError, match=r"neutral.*--model ffc"):
+        sampler(torch.zeros(2, 6), torch.tensor([0, 1]), 4, model)
+
+
+def test_neutral_uses_the_ffc_classifier_on_the_neutral_pass() -> None:
+    torch.manual_seed(0)
+    model = ffcore.create_model("ffc", input_shape=(6,), num_classes=4, layers=[16, 8])
+    assert isinstance(model, FFC)
+    x = torch.randn(64, 6)
+    y = torch.arange(64) % 4
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0]))  # always predicts 3
+    sampler = ffcore.create_negatives("neutral")
+    batch = sampler(x, y, 4, model)
+    assert (batch.y[y != 3] == 3).all()  # the read-out's confident wrong guess
+    assert (batch.y != y).all()
+    loss = model.train_batch(x, y, sampler)
     assert torch.isfinite(loss)
