@@ -1,0 +1,33 @@
+"""The accuracy benchmark runs and reports what it says (tiny settings, digits)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
+    command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--dataset", "digits"]
+    options = ["--epochs", "4", "--layers", "64", "--device", "cpu", "--threads", "1"]
+    result = subprocess.run(
+        [*command, *options, "--variants", "default", "bp", "--curve"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["variant"] for row in rows] == ["default", "bp"]
+    for row in rows:
+        assert [point["epoch"] for point in row["curve"]] == [1, 2, 3, 4]
+        seconds = [point["seconds"] for point in row["curve"]]
+        assert 0 < seconds[0] < seconds[1] < seconds[2] < seconds[3] <= row["train_seconds"]
+        # the last point is the trained model on the test set: the final figure
+        assert row["curve"][-1]["test_acc"] == row["test_acc"]
+    assert rows[1]["config"]["model"] == "bp" and rows[1]["test_acc"] > 0.5
+    assert "| variant | epochs | training time | test accuracy |" in result.stdout
+    assert "| epoch | default | bp |" in result.stdout
