@@ -29,6 +29,10 @@ class FFC(FFNet):
     layers for the first ``ff_epochs`` epochs, then the classifier alone) and ``joint``
     (both every batch; the classifier reads detached features). ``tryall`` still works
     on the FF layers.
+
+    In the joint schedule one neutral-label pass per batch, before the FF layers' update,
+    gives the features the classifier learns from; a negative sampler that asks for the
+    read-out's ``logits`` of the same batch (``neutral``) gets them from that pass too.
     """
 
     default_probe = "classifier"
@@ -72,6 +76,8 @@ class FFC(FFNet):
         )
         #: What the current epoch trains: "ff", "classifier" or "both".
         self.phase = "both" if schedule == "joint" else "ff"
+        #: The batch being trained and its neutral-pass features, while they are current.
+        self._neutral_pass: tuple[Tensor, Tensor] | None = None
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         if self.schedule == "joint":
@@ -92,20 +98,31 @@ class FFC(FFNet):
 
     def logits(self, x: Tensor) -> Tensor:
         """Class scores from the classifier, shape ``(B, num_classes)``."""
-        logits: Tensor = self.classifier(self.features(x))
+        cached = self._neutral_pass
+        features = cached[1] if cached is not None and cached[0] is x else self.features(x)
+        logits: Tensor = self.classifier(features)
         return logits
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+        if self.phase == "ff":
+            return super().train_batch(x, y, negatives)
+        features = self.features(x)
         total = torch.zeros((), device=x.device)
-        if self.phase in ("ff", "both"):
-            total = total + super().train_batch(x, y, negatives)
-        if self.phase in ("classifier", "both"):
-            loss = F.cross_entropy(self.logits(x), y)
-            self.classifier_optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            self.classifier_optimizer.step()
-            total = total + loss.detach()
-        return total
+        if self.phase == "both":
+            self._neutral_pass = (x, features)
+            try:
+                total = super().train_batch(x, y, negatives)
+            finally:
+                self._neutral_pass = None
+        return total + self._train_classifier(features, y)
+
+    def _train_classifier(self, features: Tensor, y: Tensor) -> Tensor:
+        """One cross-entropy step of the classifier on (detached) features."""
+        loss = F.cross_entropy(self.classifier(features), y)
+        self.classifier_optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        self.classifier_optimizer.step()
+        return loss.detach()
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [*super().optimizers(), self.classifier_optimizer]

@@ -103,6 +103,43 @@ def test_two_phase_and_joint_schedules() -> None:
         make_ffc(schedule="sometimes")
 
 
+def test_joint_step_shares_one_neutral_pass_with_the_neutral_sampler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = make_ffc(schedule="joint")
+    model.on_epoch_start(0, 3)
+    x, y = torch.randn(32, 1, 4, 4), torch.arange(32) % 3
+    with torch.no_grad():
+        before = model.features(x)  # the features before this batch's update
+        model.classifier.weight.normal_(0, 5)  # a read-out with firm opinions
+    passes: list[Tensor] = []
+    original = model.features
+
+    def counted(inputs: Tensor) -> Tensor:
+        out = original(inputs)
+        passes.append(out)
+        return out
+
+    monkeypatch.setattr(model, "features", counted)
+    picked: list[Tensor] = []
+    sampler = ffcore.create_negatives("neutral", temperature=0.0)
+
+    def spy(x: Tensor, y: Tensor, num_classes: int, m: torch.nn.Module) -> Any:
+        batch = sampler(x, y, num_classes, m)
+        picked.append(batch.y)
+        return batch
+
+    with torch.no_grad():
+        expected = model.classifier(before).scatter(1, y.unsqueeze(1), float("-inf")).argmax(1)
+    classifier_before = model.classifier.weight.clone()
+    model.train_batch(x, y, spy)  # type: ignore[arg-type]
+    assert len(passes) == 1 and torch.equal(passes[0], before)
+    assert torch.equal(picked[0], expected)
+    assert not torch.equal(model.classifier.weight, classifier_before)
+    model.features = original  # type: ignore[method-assign]
+    assert model.logits(x).shape == (32, 3)  # outside a step: a fresh pass
+
+
 def test_bp_baseline_shapes_and_options() -> None:
     model = ffcore.create_model("bp", input_shape=(1, 4, 4), num_classes=3, layers=[8, 6])
     assert isinstance(model, BackpropMLP)
