@@ -14,7 +14,7 @@ from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.progress import ClickProgress
 from ffcore.config import build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
-from ffcore.registry import get_preset
+from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run, save_run
 from ffcore.training import build_run, train
 
@@ -62,7 +62,11 @@ def count_parameters(model: Any) -> int:
 
 @click.command("train")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option("--preset", help="Named settings to start from (e.g. 'seed': FFLib 0.3.0's).")
+@click.option(
+    "--preset",
+    help="Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
+    "Default: the data set's recipe, when there is one for it and the model chosen.",
+)
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
@@ -138,15 +142,16 @@ def train_command(
     for text in options["component_options"]:
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
+    recipe: str | None = None  # the data set recipe this run starts from, if any
     if resume:
         if config_file or "preset" in overrides:
             raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
         run = resume_run(resume, overrides, plugins)
     else:
         file_settings = read_config_file(config_file) if config_file else {}
-        preset_name = overrides.get("preset", file_settings.get("preset"))
-        preset = get_preset(preset_name) if preset_name else None
-        config = build_config(preset=preset, file=file_settings, overrides=overrides)
+        start = starting_preset(file_settings, overrides, plugins)
+        config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
+        recipe = start.name if start.reason == "dataset recipe" else None
         run = build_run(config, plugins)
     config = run.config
     parameters = count_parameters(run.model)
@@ -160,6 +165,11 @@ def train_command(
             f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
             f"device {run.device}"
         )
+        if recipe:
+            click.echo(
+                f"settings: the {recipe} recipe (preset {recipe!r}); "
+                f"--preset {PLAIN} for FFLib's generic defaults"
+            )
         if resume:
             click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
     try:

@@ -1,4 +1,10 @@
-"""``ff train --preset NAME`` settings."""
+"""``ff train --preset NAME`` settings, and the data sets' recipes.
+
+A preset named like a data set is that data set's recipe: ``ff train --dataset NAME``
+starts from it unless another preset is named (see ``ffcore.recipes``). The recipes here
+are the settings of ``examples/configs/*.toml`` (a test keeps them identical), where the
+accuracy each reached is written down.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,53 @@ def seed() -> dict[str, Any]:
     }
 
 
+def plain() -> dict[str, Any]:
+    """FFLib's generic defaults for every data set (no data set recipe)."""
+    return {}
+
+
+def digits() -> dict[str, Any]:
+    """digits recipe: FF+C with SymBa, 2x500, 60 epochs (about 97% test accuracy)."""
+    return {
+        "model": "ffc",
+        "dataset": "digits",
+        "layers": [500, 500],
+        "epochs": 60,
+        "loss": "symba",
+        "negatives": "random",
+        "model_options": {"schedule": "joint", "classifier_lr": 0.003},
+    }
+
+
+def fashion_mnist() -> dict[str, Any]:
+    """Fashion-MNIST recipe: FF+C read-out trained jointly, hard negatives."""
+    return {
+        "model": "ffc",
+        "dataset": "fashion-mnist",
+        "layers": [2000, 2000],
+        "epochs": 10,
+        "negatives": "hard",
+        "model_options": {"schedule": "joint"},
+    }
+
+
+def hinton_mnist() -> dict[str, Any]:
+    """Hinton (2022)'s supervised MNIST settings: 4x2000, 60 epochs, neutral-pass negatives."""
+    return {
+        "model": "ffc",
+        "dataset": "mnist",
+        "layers": [2000, 2000, 2000, 2000],
+        "epochs": 60,
+        "negatives": "neutral",
+        "probe": "tryall",
+        "model_options": {"schedule": "joint", "layer_range": "1:"},
+    }
+
+
 @hookimpl
 def fflib_register_presets(register: Register) -> None:
     register("seed", seed)
+    register("plain", plain)
+    register("digits", digits)
+    register("fashion-mnist", fashion_mnist)
+    register("hinton-mnist", hinton_mnist)

@@ -73,7 +73,9 @@ def test_weight_stats_and_sparsity_cover_every_layer() -> None:
 def test_ff_eval_stats(tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
     runner = CliRunner()
-    trained = runner.invoke(cli, ["train", "--layers", "16", "--epochs", "1", "--out", str(out)])
+    trained = runner.invoke(
+        cli, ["train", "--preset", "plain", "--layers", "16", "--epochs", "1", "--out", str(out)]
+    )
     assert trained.exit_code == 0, trained.output
     text = runner.invoke(cli, ["eval", str(out), "--stats", "--sparsity", "hoyer"])
     assert text.exit_code == 0, text.output

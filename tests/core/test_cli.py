@@ -19,7 +19,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.plugin_manager import FFPluginManager
 from tests.core.fake_dist import install_fake_distribution
 
-TINY = ["--layers", "64", "--epochs", "2", "--device", "cpu"]
+TINY = ["--preset", "plain", "--layers", "64", "--epochs", "2", "--device", "cpu"]
 
 
 def invoke(*args: str) -> Result:
@@ -42,7 +42,9 @@ def test_list_plugins_text_and_json() -> None:
     assert "model      ffnet" in text.output
     data = json.loads(invoke("list-plugins", "--json").output)
     by_name = {p["name"]: p for p in data}
-    assert by_name["negatives"]["components"] == {"negatives": ["hard", "inverse", "neutral", "random"]}
+    assert by_name["negatives"]["components"] == {
+        "negatives": ["hard", "inverse", "neutral", "random"]
+    }
     assert by_name["ffdense"]["distribution"] == "fflib"
 
 
@@ -116,7 +118,9 @@ def test_component_options_reach_the_model(tmp_path: Path) -> None:
         "--json",
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["config"]["model_options"] == {"layer_range": "1:"}
+    # merged key by key into the digits recipe's model options
+    options = json.loads(result.output)["config"]["model_options"]
+    assert options == {**ffcore.get_preset("digits")["model_options"], "layer_range": "1:"}
 
 
 def test_parse_component_option() -> None:

@@ -130,7 +130,7 @@ def test_resume_needs_a_run_checkpoint(tmp_path: Path) -> None:
 
 def test_sigint_to_a_real_ff_train_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "interrupted.pt"
-    command = [ff_executable(), "train", "--layers", "256", "--epochs", "500"]
+    command = [ff_executable(), "train", "--preset", "plain", "--layers", "256", "--epochs", "500"]
     process = subprocess.Popen(
         [*command, "--device", "cpu", "--out", str(out)],
         stdout=subprocess.PIPE,

@@ -35,7 +35,20 @@ def test_learning_rate_100x_too_high_is_a_clear_divergence_error() -> None:
 
 def test_cli_reports_divergence_as_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        cli, ["train", "--layers", "64", "--epochs", "2", "--lr", "1", "--out", str(tmp_path / "x")]
+        cli,
+        [
+            "train",
+            "--preset",
+            "plain",
+            "--layers",
+            "64",
+            "--epochs",
+            "2",
+            "--lr",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
     )
     assert result.exit_code == 2
     assert "Error: training diverged" in result.output and "Traceback" not in result.output

@@ -193,7 +193,18 @@ def test_tracing_off_writes_nothing_and_costs_no_hooks(
     train_tiny(tiny_config(None, trace_every=1), manager(), spy)
     assert spy.seen == [(True, True, True)] * 2
     assert list(tmp_path.rglob("*")) == []
-    args = ["train", "--layers", "16", "--epochs", "1", "--device", "cpu", "--json"]
+    args = [
+        "train",
+        "--preset",
+        "plain",
+        "--layers",
+        "16",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["ffnet-digits.pt"]

@@ -1,0 +1,121 @@
+"""The preset a run starts from: the one named, else the data set's recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import ffcore
+from ffcore.cli.main import cli
+from ffcore.config import read_config_file
+from ffcore.errors import UnknownComponentError
+from ffcore.recipes import PLAIN, starting_preset
+
+CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
+
+
+def test_a_named_preset_is_used_as_it_is() -> None:
+    start = starting_preset({}, {"preset": "seed", "dataset": "fashion-mnist"})
+    assert (start.name, start.reason) == ("seed", "named")
+    assert start.settings == ffcore.get_preset("seed")
+
+
+def test_the_config_file_can_name_the_preset_and_options_override_it() -> None:
+    assert starting_preset({"preset": "seed"}, {}).name == "seed"
+    assert starting_preset({"preset": "seed"}, {"preset": PLAIN}).name == PLAIN
+
+
+def test_plain_holds_no_settings() -> None:
+    start = starting_preset({}, {"preset": PLAIN})
+    assert start.settings == {}
+
+
+def test_an_unknown_named_preset_is_a_clear_error() -> None:
+    with pytest.raises(UnknownComponentError, match="nope"):
+        starting_preset({}, {"preset": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("file", "overrides", "recipe"),
+    [
+        ({}, {}, "digits"),  # the default data set
+        ({}, {"dataset": "fashion-mnist"}, "fashion-mnist"),
+        ({}, {"dataset": "fashion_mnist"}, "fashion-mnist"),  # names are normalised
+        ({"dataset": "fashion-mnist"}, {}, "fashion-mnist"),
+        ({"dataset": "digits"}, {"model": "ff-c"}, "digits"),  # an alias of the recipe's model
+    ],
+)
+def test_the_data_sets_recipe_applies_when_nothing_is_named(
+    file: dict[str, str], overrides: dict[str, str], recipe: str
+) -> None:
+    start = starting_preset(file, overrides)
+    assert (start.name, start.reason) == (recipe, "dataset recipe")
+    assert start.settings == {**ffcore.get_preset(recipe), "preset": recipe}
+
+
+def test_another_model_than_the_recipes_gets_the_generic_defaults() -> None:
+    start = starting_preset({}, {"dataset": "digits", "model": "ffnet"})
+    assert start.name is None and start.settings == {}
+    assert "'ffc'" in start.reason and "'ffnet'" in start.reason
+
+
+def test_a_data_set_without_a_recipe_gets_the_generic_defaults() -> None:
+    start = starting_preset({}, {"dataset": "xor"})
+    assert start.name is None and start.settings == {}
+    assert "xor" in start.reason
+
+
+@pytest.mark.parametrize(
+    ("preset", "config"),
+    [
+        ("digits", "digits.toml"),
+        ("fashion-mnist", "fashion_mnist.toml"),
+        ("hinton-mnist", "hinton_mnist.toml"),
+    ],
+)
+def test_recipes_hold_the_settings_of_their_config_files(preset: str, config: str) -> None:
+    assert ffcore.get_preset(preset) == read_config_file(CONFIGS / config)
+
+
+def test_recipes_name_registered_components() -> None:
+    for name in ("digits", "fashion-mnist", "hinton-mnist"):
+        settings = ffcore.get_preset(name)
+        assert settings["model"] in ffcore.list_models()
+        assert settings["dataset"] in ffcore.list_datasets()
+        assert settings["negatives"] in ffcore.list_negatives()
+
+
+def _train(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(
+        cli, ["train", "--layers", "16,16", "--epochs", "1", "--device", "cpu", "--json", *args]
+    )
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.output)
+    return summary
+
+
+def test_ff_train_starts_from_the_data_sets_recipe(tmp_path: Path) -> None:
+    summary = _train("--out", str(tmp_path / "r.pt"))
+    config = summary["config"]
+    assert isinstance(config, dict)
+    assert summary["model"] == "ffc" and config["preset"] == "digits"
+    assert config["loss"] == "symba" and config["model_options"]["schedule"] == "joint"
+    assert config["layers"] == [16, 16]  # options still win over the recipe
+
+
+def test_ff_train_preset_plain_keeps_the_generic_defaults(tmp_path: Path) -> None:
+    summary = _train("--preset", PLAIN, "--out", str(tmp_path / "p.pt"))
+    config = summary["config"]
+    assert isinstance(config, dict)
+    assert summary["model"] == "ffnet" and config["loss"] is None and config["preset"] == PLAIN
+
+
+def test_ff_train_says_which_recipe_it_started_from(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["train", "--layers", "8", "--epochs", "1", "--out", str(tmp_path / "s.pt")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "the digits recipe" in result.output and "--preset plain" in result.output
