@@ -1,6 +1,8 @@
-"""Device names: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
+"""Device names (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and CPU float modes."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -26,3 +28,26 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InvalidValueError("device", name, "an available device (MPS is not available)")
     return device
+
+
+#: Set to 1 to keep denormal floats (FFLib flushes them to zero by default).
+KEEP_DENORMALS_ENV = "FFLIB_KEEP_DENORMALS"
+
+
+def flush_denormals() -> bool:
+    """Treat denormal floats as zero on the CPU (FTZ/DAZ); ``True`` where that took effect.
+
+    Adam's moment estimates for weights that get no gradient for a while (dead units,
+    always-blank pixels) decay geometrically through the denormal range, where x86 float
+    arithmetic is many times slower: without this, an FF+C epoch on Fashion-MNIST grows
+    from about 30 s to 45 s after two epochs, the optimizer step alone taking 9x longer.
+    Values below 1.2e-38 carry nothing an FF layer learns from.
+
+    The mode belongs to the calling thread and the threads it starts later, so call it
+    before the first parallel torch operation (``ff`` does at start-up, ``build_run``
+    before it loads data) for torch's worker threads to share it. Setting the
+    environment variable ``FFLIB_KEEP_DENORMALS=1`` makes this a no-op.
+    """
+    if os.environ.get(KEEP_DENORMALS_ENV, "") not in ("", "0"):
+        return False
+    return bool(torch.set_flush_denormal(True))

@@ -22,7 +22,7 @@ from torch import nn
 from ffcore.components import normalize_name
 from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
-from ffcore.devices import resolve_device
+from ffcore.devices import flush_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
 from ffcore.interfaces import (
     DataSplits,
@@ -114,6 +114,7 @@ def dataset_kwargs(config: TrainConfig, plugins: FFPluginManager) -> dict[str, A
 
 def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> TrainingRun:
     """Load the data and build the model, probe and negative sampler ``config`` names."""
+    flush_denormals()
     plugins = plugins or get_plugin_manager()
     device = resolve_device(config.device)
     model_spec = plugins.registry("model").get(config.model)

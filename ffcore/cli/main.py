@@ -9,6 +9,7 @@ import click
 from ffcore import __version__
 from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.errors import CLIError
+from ffcore.devices import flush_denormals
 from ffcore.errors import FFLibError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -85,4 +86,5 @@ _add_builtin_commands()
 
 def main() -> None:
     """Console-script entry point."""
+    flush_denormals()  # before torch starts its worker threads, so they share the mode
     cli(prog_name="ff")

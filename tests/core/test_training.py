@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -148,3 +151,35 @@ def test_probe_that_cannot_read_the_model_fails_early() -> None:
     probe = ffcore.create_probe("tryall")
     with pytest.raises(ffcore.FFLibError, match="goodness_per_label"):
         probe.check(NoScores())
+
+
+def _flushes_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+_DENORMAL_AFTER_BUILD_RUN = (
+    "import torch\n"
+    "from ffcore.config import TrainConfig\n"
+    "from ffcore.training import build_run\n"
+    "tiny = torch.tensor([1e-40])\n"
+    "before = float(tiny[0] * 1.0)\n"
+    "build_run(TrainConfig(layers=[8], epochs=1, device='cpu'))\n"
+    "print(before > 0, float(torch.tensor([1e-40])[0] * 1.0) == 0.0)\n"
+)
+
+
+def test_build_run_flushes_denormal_floats_to_zero() -> None:
+    assert _flushes_in_a_fresh_process(_DENORMAL_AFTER_BUILD_RUN, {}) == "True True"
+
+
+def test_keep_denormals_environment_variable_opts_out() -> None:
+    env = {"FFLIB_KEEP_DENORMALS": "1"}
+    assert _flushes_in_a_fresh_process(_DENORMAL_AFTER_BUILD_RUN, env) == "True False"
