@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class TestCurve:
         seconds = sum(entry["epoch_seconds"] for entry in run.history)
         accuracy = evaluate(run.model, run.probe, run.data.test)
         self.points.append({"epoch": epoch + 1, "seconds": seconds, "test_acc": accuracy})
+        print(
+            f"  epoch {epoch + 1}: test {100 * accuracy:.2f}% at {seconds:.0f} s", file=sys.stderr
+        )
 
 
 def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
