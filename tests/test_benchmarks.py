@@ -1,4 +1,4 @@
-"""The accuracy benchmark runs and reports what it says (tiny settings, digits)."""
+"""Benchmark scripts run and report what they say (tiny settings, digits)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from ffcore.config import TrainConfig
+from ffcore.runs import save_run
+from ffcore.training import build_run, train
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -31,3 +35,17 @@ def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
     assert rows[1]["config"]["model"] == "bp" and rows[1]["test_acc"] > 0.5
     assert "| variant | epochs | training time | test accuracy |" in result.stdout
     assert "| epoch | default | bp |" in result.stdout
+
+
+def test_denormals_benchmark_times_both_modes(tmp_path: Path) -> None:
+    run = build_run(TrainConfig(layers=[16], epochs=1, device="cpu"))
+    metrics = train(run)
+    checkpoint = save_run(run, tmp_path / "run.pt", metrics)
+    command = [sys.executable, str(BENCHMARKS / "denormals.py"), str(checkpoint)]
+    options = ["--batches", "2", "--rounds", "1", "--repeats", "1"]
+    result = subprocess.run([*command, *options], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["flushed"] for row in rows] == [True, False]
+    for row in rows:
+        assert row["ms_per_batch"] > 0 and 0 <= row["denormal_state_share"] <= 1

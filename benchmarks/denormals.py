@@ -1,0 +1,76 @@
+"""What flushing denormal floats saves: training steps of a trained run, with and without.
+
+    ff train --config examples/configs/fashion_mnist.toml --epochs 5 --out runs/f5.pt
+    python benchmarks/denormals.py runs/f5.pt
+
+Resumes the run saved in the checkpoint (weights and Adam's state after some epochs) in
+two fresh processes, one with FFLib's default (denormals flushed to zero) and one with
+``FFLIB_KEEP_DENORMALS=1``, alternately, and times the same training batches in each.
+Prints one JSON line per process: milliseconds per batch (median of the rounds) and the
+share of the optimizer state's entries that are denormal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
+    """Time ``rounds`` passes over the same ``batches`` training batches (this process)."""
+    import torch
+
+    from ffcore.runs import resume_run
+
+    run = resume_run(checkpoint, {"device": "cpu"})
+    model, sampler = run.model, run.negatives
+    size = run.config.batch_size
+    x, y = run.data.train.x[: size * batches], run.data.train.y[: size * batches]
+    tiny = torch.finfo(torch.float32).tiny
+    denormal = total = 0
+    for optimizer in model.optimizers():
+        for state in optimizer.state.values():
+            for value in state.values():
+                if torch.is_tensor(value) and value.is_floating_point() and value.numel() > 1:
+                    denormal += int(((value != 0) & (value.abs() < tiny)).sum())
+                    total += value.numel()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for start in range(0, len(x), size):
+            model.train_batch(x[start : start + size], y[start : start + size], sampler)
+        times.append((time.perf_counter() - started) / batches * 1000)
+    return {
+        "flushed": float(torch.tensor([1e-40])[0] * 1.0) == 0.0,
+        "ms_per_batch": statistics.median(times),
+        "denormal_state_share": denormal / max(total, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="processes per setting")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.checkpoint, args.batches, args.rounds)))
+        return
+    command = [sys.executable, __file__, args.checkpoint, "--worker"]
+    command += ["--batches", str(args.batches), "--rounds", str(args.rounds)]
+    for _ in range(args.repeats):
+        for keep in ("0", "1"):
+            env = {**os.environ, "FFLIB_KEEP_DENORMALS": keep}
+            result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+            print(result.stdout.strip(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
