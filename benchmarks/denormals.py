@@ -25,19 +25,24 @@ def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
     """Time ``rounds`` passes over the same ``batches`` training batches (this process)."""
     import torch
 
+    from ffcore.devices import flush_denormals
     from ffcore.runs import resume_run
+
+    flush_denormals()  # as `ff` does (a no-op with FFLIB_KEEP_DENORMALS=1)
 
     run = resume_run(checkpoint, {"device": "cpu"})
     model, sampler = run.model, run.negatives
     size = run.config.batch_size
     x, y = run.data.train.x[: size * batches], run.data.train.y[: size * batches]
-    tiny = torch.finfo(torch.float32).tiny
     denormal = total = 0
     for optimizer in model.optimizers():
         for state in optimizer.state.values():
             for value in state.values():
-                if torch.is_tensor(value) and value.is_floating_point() and value.numel() > 1:
-                    denormal += int(((value != 0) & (value.abs() < tiny)).sum())
+                if torch.is_tensor(value) and value.dtype == torch.float32 and value.numel() > 1:
+                    # by bit pattern: with denormals flushed, comparisons read them as 0
+                    bits = value.view(torch.int32)
+                    exponent_zero = (bits & 0x7F800000) == 0
+                    denormal += int((exponent_zero & ((bits & 0x007FFFFF) != 0)).sum())
                     total += value.numel()
     times = []
     for _ in range(rounds):

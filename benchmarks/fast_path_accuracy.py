@@ -20,6 +20,7 @@ import time
 import torch
 
 from ffcore.config import TrainConfig
+from ffcore.devices import flush_denormals
 from ffcore.training import build_run, train
 
 SETTINGS = {
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    flush_denormals()  # as `ff` does, before torch starts its worker threads
     torch.set_num_threads(args.threads)
     for dataset in args.datasets:
         for seed in args.seeds:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -44,10 +46,27 @@ def flush_denormals() -> bool:
     Values below 1.2e-38 carry nothing an FF layer learns from.
 
     The mode belongs to the calling thread and the threads it starts later, so call it
-    before the first parallel torch operation (``ff`` does at start-up, ``build_run``
-    before it loads data) for torch's worker threads to share it. Setting the
-    environment variable ``FFLIB_KEEP_DENORMALS=1`` makes this a no-op.
+    before the first parallel torch operation for torch's worker threads to share it:
+    ``ff`` does at start-up; from Python, call it at the top of a training script
+    (``train`` itself flushes only in its own thread, and restores the mode after).
+    Setting the environment variable ``FFLIB_KEEP_DENORMALS=1`` makes this a no-op.
     """
     if os.environ.get(KEEP_DENORMALS_ENV, "") not in ("", "0"):
         return False
     return bool(torch.set_flush_denormal(True))
+
+
+def denormals_flushed() -> bool:
+    """Whether the calling thread currently flushes denormal floats to zero."""
+    return float((torch.tensor([1e-40]) * 1.0)[0]) == 0.0
+
+
+@contextmanager
+def flushing_denormals() -> Iterator[None]:
+    """Flush denormals in the calling thread inside the block; restore the mode after."""
+    changed = not denormals_flushed() and flush_denormals()
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)

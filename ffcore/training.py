@@ -22,7 +22,7 @@ from torch import nn
 from ffcore.components import normalize_name
 from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
-from ffcore.devices import flush_denormals, resolve_device
+from ffcore.devices import flushing_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
 from ffcore.interfaces import (
     DataSplits,
@@ -114,7 +114,6 @@ def dataset_kwargs(config: TrainConfig, plugins: FFPluginManager) -> dict[str, A
 
 def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> TrainingRun:
     """Load the data and build the model, probe and negative sampler ``config`` names."""
-    flush_denormals()
     plugins = plugins or get_plugin_manager()
     device = resolve_device(config.device)
     model_spec = plugins.registry("model").get(config.model)
@@ -235,7 +234,18 @@ def train(
     ``test_acc``, ``train_seconds``, ``epochs`` and ``skipped_batches``. ``checkpoint`` is
     called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
     (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
+
+    Denormal floats are flushed to zero in the calling thread while it trains, and the
+    previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for
+    torch's worker threads too).
     """
+    with flushing_denormals():
+        return _train(run, progress, checkpoint)
+
+
+def _train(
+    run: TrainingRun, progress: Progress | None, checkpoint: Checkpointer | None
+) -> dict[str, float]:
     config, model, plugins = run.config, run.model, run.plugins
     hook = plugins.hook
     # First: a plugin may register its per-batch observers here (ffdebug does, only when

@@ -14,7 +14,7 @@ from torch import Tensor
 
 import ffcore
 from ffcore.config import TrainConfig
-from ffcore.devices import resolve_device
+from ffcore.devices import denormals_flushed, resolve_device
 from ffcore.errors import InvalidValueError
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.schedules import lr_factor
@@ -153,7 +153,7 @@ def test_probe_that_cannot_read_the_model_fails_early() -> None:
         probe.check(NoScores())
 
 
-def _flushes_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
+def _run_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -165,21 +165,37 @@ def _flushes_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
-_DENORMAL_AFTER_BUILD_RUN = (
-    "import torch\n"
-    "from ffcore.config import TrainConfig\n"
-    "from ffcore.training import build_run\n"
-    "tiny = torch.tensor([1e-40])\n"
-    "before = float(tiny[0] * 1.0)\n"
-    "build_run(TrainConfig(layers=[8], epochs=1, device='cpu'))\n"
-    "print(before > 0, float(torch.tensor([1e-40])[0] * 1.0) == 0.0)\n"
+_FLUSH = (
+    "from ffcore.devices import denormals_flushed, flush_denormals\n"
+    "before = denormals_flushed()\n"
+    "print(before, flush_denormals(), denormals_flushed())\n"
 )
 
 
-def test_build_run_flushes_denormal_floats_to_zero() -> None:
-    assert _flushes_in_a_fresh_process(_DENORMAL_AFTER_BUILD_RUN, {}) == "True True"
+def test_flush_denormals_sets_the_mode() -> None:
+    assert _run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "0"}) == "False True True"
 
 
 def test_keep_denormals_environment_variable_opts_out() -> None:
-    env = {"FFLIB_KEEP_DENORMALS": "1"}
-    assert _flushes_in_a_fresh_process(_DENORMAL_AFTER_BUILD_RUN, env) == "True False"
+    assert _run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "1"}) == "False False False"
+
+
+class _FlushSpy:
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    @ffcore.hookimpl
+    def fflib_epoch_end(self, run: object, epoch: int, metrics: dict[str, float]) -> None:
+        self.seen.append(denormals_flushed())
+
+
+def test_train_flushes_denormals_while_it_trains_and_restores_the_mode() -> None:
+    assert not denormals_flushed()
+    plugins = FFPluginManager(use_environment=False)
+    plugins.load_entry_points()
+    spy = _FlushSpy()
+    plugins.register(spy, name="flush-spy")
+    run = build_run(TrainConfig(layers=[8], epochs=2, device="cpu"), plugins)
+    train(run)
+    assert spy.seen == [True, True]
+    assert not denormals_flushed()  # the caller's mode is back
