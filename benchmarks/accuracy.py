@@ -26,6 +26,7 @@ import torch
 import ffcore
 from ffcore import hookimpl
 from ffcore.config import TrainConfig, build_config, read_config_file
+from ffcore.devices import flush_denormals
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.training import TrainingRun, build_run, evaluate, train
 
@@ -45,6 +46,11 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "label-overlay": {"model_options": {"label_scheme": "overlay"}},
     "layers-1:": {"model_options": {"layer_range": "1:"}},
     "ffc-readout": {"model": "ffc", "model_options": {"schedule": "joint"}},
+    "ffc-neutral-negatives": {
+        "model": "ffc",
+        "negatives": "neutral",
+        "model_options": {"schedule": "joint"},
+    },
     "recipe": {},  # replaced by examples/configs/<dataset>.toml
     "bp": {"model": "bp", "lr": 1e-3},
 }
@@ -106,6 +112,7 @@ def main() -> None:
         "--curve", action="store_true", help="test accuracy after every epoch (slower)"
     )
     args = parser.parse_args()
+    flush_denormals()  # as `ff` does, before torch starts its worker threads
     torch.set_num_threads(args.threads)
     rows = []
     for variant in args.variants:

@@ -49,12 +49,12 @@ def digits() -> dict[str, Any]:
 
 
 def fashion_mnist() -> dict[str, Any]:
-    """Fashion-MNIST recipe: FF+C read-out trained jointly, hard negatives."""
+    """Fashion-MNIST recipe: FF+C read-out trained jointly, hard negatives, 20 epochs."""
     return {
         "model": "ffc",
         "dataset": "fashion-mnist",
         "layers": [2000, 2000],
-        "epochs": 10,
+        "epochs": 20,
         "negatives": "hard",
         "model_options": {"schedule": "joint"},
     }

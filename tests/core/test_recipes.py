@@ -10,9 +10,11 @@ from click.testing import CliRunner
 
 import ffcore
 from ffcore.cli.main import cli
-from ffcore.config import read_config_file
+from ffcore.config import build_config, read_config_file
 from ffcore.errors import UnknownComponentError
 from ffcore.recipes import PLAIN, starting_preset
+from ffcore.training import build_run, train
+from ffplugins.ffc import FFC
 
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
@@ -119,3 +121,14 @@ def test_ff_train_says_which_recipe_it_started_from(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "the digits recipe" in result.output and "--preset plain" in result.output
+
+
+def test_hinton_mnist_settings_build_and_train_on_small_data() -> None:
+    settings = read_config_file(CONFIGS / "hinton_mnist.toml")
+    small = {"dataset": "digits", "layers": [32, 32, 32, 32], "epochs": 1, "device": "cpu"}
+    run = build_run(build_config(file=settings, overrides=small))
+    assert run.names["model"] == "ffc" and run.names["probe"] == "tryall"
+    assert run.names["negatives"] == "neutral"
+    assert isinstance(run.model, FFC) and run.model.layer_range == (1, 4)
+    metrics = train(run)
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["epochs"] == 1

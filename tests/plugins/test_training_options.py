@@ -92,6 +92,8 @@ def test_label_scheme_puts_the_label_where_it_says(scheme: str) -> None:
         {"lr_schedule": "cosine"},
         {"model_options": {"layer_range": "0:1"}},
         {"model": "ffc", "model_options": {"classifier_lr": 0.01}},
+        {"model": "ffc", "negatives": "neutral", "model_options": {"schedule": "joint"}},
+        {"lr_schedule": "constant", "goodness": "sum-squares"},
     ],
 )
 def test_each_option_learns_digits_above_chance(settings: dict[str, Any]) -> None:
