@@ -25,7 +25,7 @@ def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
     """Time ``rounds`` passes over the same ``batches`` training batches (this process)."""
     import torch
 
-    from ffcore.devices import flush_denormals
+    from ffcore.devices import denormals_flushed, flush_denormals
     from ffcore.runs import resume_run
 
     flush_denormals()  # as `ff` does (a no-op with FFLIB_KEEP_DENORMALS=1)
@@ -51,7 +51,7 @@ def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
             model.train_batch(x[start : start + size], y[start : start + size], sampler)
         times.append((time.perf_counter() - started) / batches * 1000)
     return {
-        "flushed": float(torch.tensor([1e-40])[0] * 1.0) == 0.0,
+        "flushed": denormals_flushed(),
         "ms_per_batch": statistics.median(times),
         "denormal_state_share": denormal / max(total, 1),
     }

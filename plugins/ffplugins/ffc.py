@@ -107,14 +107,14 @@ class FFC(FFNet):
         if self.phase == "ff":
             return super().train_batch(x, y, negatives)
         features = self.features(x)
-        total = torch.zeros((), device=x.device)
-        if self.phase == "both":
-            self._neutral_pass = (x, features)
-            try:
-                total = super().train_batch(x, y, negatives)
-            finally:
-                self._neutral_pass = None
-        return total + self._train_classifier(features, y)
+        if self.phase == "classifier":
+            return self._train_classifier(features, y)
+        self._neutral_pass = (x, features)
+        try:
+            ff_loss = super().train_batch(x, y, negatives)
+        finally:
+            self._neutral_pass = None
+        return ff_loss + self._train_classifier(features, y)
 
     def _train_classifier(self, features: Tensor, y: Tensor) -> Tensor:
         """One cross-entropy step of the classifier on (detached) features."""

@@ -3,6 +3,8 @@ wrong labels picked by the read-out's neutral-label pass (Hinton's)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor, nn
 
@@ -35,29 +37,6 @@ class InverseLabels(NegativeSampler):
         return NegativeBatch(x=x.repeat_interleave(per, dim=0), y=wrong.reshape(-1))
 
 
-class HardestWrongLabel(NegativeSampler):
-    """The wrong label the model currently scores highest (FFLib 0.3's HIGHEST_INCORRECT).
-
-    ``temperature > 0`` samples wrong labels in proportion to ``softmax(score / T)``
-    instead of taking the maximum, as Hinton does.
-    """
-
-    def __init__(self, temperature: float = 0.0) -> None:
-        if isinstance(temperature, bool) or not temperature >= 0:
-            raise InvalidValueError("temperature", temperature, "a number >= 0")
-        self.temperature = temperature
-
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
-        if not isinstance(model, LabelScorer):
-            raise FFLibError(
-                f"negatives 'hard' needs a model that scores labels; "
-                f"{type(model).__name__} does not: use --negatives random"
-            )
-        with torch.no_grad():
-            scores = model.goodness_per_label(x)
-        return NegativeBatch(x=x, y=pick_wrong_labels(scores, y, self.temperature))
-
-
 def pick_wrong_labels(scores: Tensor, y: Tensor, temperature: float) -> Tensor:
     """The highest-scoring wrong label (``temperature == 0``) or one drawn by softmax."""
     scores = scores.float().scatter(1, y.unsqueeze(1), float("-inf"))
@@ -67,7 +46,44 @@ def pick_wrong_labels(scores: Tensor, y: Tensor, temperature: float) -> Tensor:
     return scores.argmax(dim=1)
 
 
-class NeutralPassWrongLabel(NegativeSampler):
+class ScoredWrongLabel(NegativeSampler):
+    """A wrong label picked from the model's scores for every label (see ``scores``)."""
+
+    def __init__(self, temperature: float) -> None:
+        if isinstance(temperature, bool) or not temperature >= 0:
+            raise InvalidValueError("temperature", temperature, "a number >= 0")
+        self.temperature = temperature
+
+    @abstractmethod
+    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
+        """``(B, num_classes)``: how strongly the model believes each label."""
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+        with torch.no_grad():
+            scores = self.scores(x, model)
+        return NegativeBatch(x=x, y=pick_wrong_labels(scores, y, self.temperature))
+
+
+class HardestWrongLabel(ScoredWrongLabel):
+    """The wrong label the model currently scores highest (FFLib 0.3's HIGHEST_INCORRECT).
+
+    ``temperature > 0`` samples wrong labels in proportion to ``softmax(score / T)``
+    instead of taking the maximum, as Hinton does.
+    """
+
+    def __init__(self, temperature: float = 0.0) -> None:
+        super().__init__(temperature)
+
+    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
+        if not isinstance(model, LabelScorer):
+            raise FFLibError(
+                f"negatives 'hard' needs a model that scores labels; "
+                f"{type(model).__name__} does not: use --negatives random"
+            )
+        return model.goodness_per_label(x)
+
+
+class NeutralPassWrongLabel(ScoredWrongLabel):
     """Wrong labels drawn from the read-out's predictions for a neutral-label pass (Hinton's).
 
     One forward pass with the all-zero label gives the read-out's class logits (FF+C's
@@ -77,19 +93,15 @@ class NeutralPassWrongLabel(NegativeSampler):
     """
 
     def __init__(self, temperature: float = 1.0) -> None:
-        if isinstance(temperature, bool) or not temperature >= 0:
-            raise InvalidValueError("temperature", temperature, "a number >= 0")
-        self.temperature = temperature
+        super().__init__(temperature)
 
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
         if not isinstance(model, Classifier):
             raise FFLibError(
                 f"negatives 'neutral' needs a model with a classifier read-out; "
                 f"{type(model).__name__} has none: use --model ffc, or --negatives hard"
             )
-        with torch.no_grad():
-            logits = model.logits(x)
-        return NegativeBatch(x=x, y=pick_wrong_labels(logits, y, self.temperature))
+        return model.logits(x)
 
 
 def random() -> NegativeSampler:
