@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,38 @@ def input_scale(x: Tensor, norm: str, eps: float) -> Tensor:
         length = length / (x.shape[1] ** 0.5)
     scale: Tensor = (length + eps).reciprocal()
     return scale
+
+
+class _TiledLinear(torch.autograd.Function):
+    """``cat(x.repeat(k, 1), codes) @ weight.t()`` without repeating ``x``: ``(k*B, out)``.
+
+    ``image_part`` is ``x @ weight[:, :d].t()``, computed beforehand without a gradient.
+    The backward pass writes ``weight``'s gradient in one tensor: the image columns from
+    a ``B``-row matmul (the ``k`` copies' gradients summed first), the code columns from
+    ``codes``. Neither ``x`` nor ``codes`` gets a gradient (FF inputs are detached).
+    """
+
+    @staticmethod
+    def forward(x: Tensor, codes: Tensor, weight: Tensor, image_part: Tensor) -> Tensor:
+        batch = x.shape[0]
+        tail_part = codes @ weight[:, x.shape[1] :].t()
+        tiled = tail_part.view(-1, batch, tail_part.shape[1]).add_(image_part)
+        return tiled.view(codes.shape[0], -1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        x, codes = inputs[0], inputs[1]
+        ctx.save_for_backward(x, codes)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor, None]:
+        x, codes = ctx.saved_tensors
+        batch, width = x.shape
+        grad_weight = grad.new_empty(grad.shape[1], width + codes.shape[1])
+        image_grad = grad.view(-1, batch, grad.shape[1]).sum(0)
+        torch.mm(image_grad.t(), x, out=grad_weight[:, :width])
+        torch.mm(grad.t(), codes, out=grad_weight[:, width:])
+        return None, None, grad_weight, None
 
 
 class FFDense(FFLayer):
@@ -170,35 +203,108 @@ class FFDense(FFLayer):
     def forward(self, x: Tensor) -> Tensor:
         return self.activate(self.linear(self.normalize(x)))
 
-    def forward_appended(self, x: Tensor, tails: Tensor) -> Tensor:
+    def image_drive(self, x: Tensor) -> Tensor:
+        """``W_x · x`` (no gradient): the image's share of the pre-activation, ``(B, out)``.
+
+        For inputs made of an image ``x`` with a label code appended, this part is the same
+        for every label; :meth:`forward_appended` and :meth:`forward_tiled` accept it
+        precomputed, so a network can compute it once per batch while the weights stay put.
+        """
+        x = self._check_appended(x, None)
+        with torch.no_grad():
+            return x @ self.linear.weight[:, : x.shape[1]].t()
+
+    def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
         """``forward(cat(x, tail))`` for every row of ``tails`` at once: ``(B, T, out)``.
 
         TryAll's shortcut: the input is an image with one of ``T`` label codes appended,
-        so the image's share of the matmul (``W_x · x``) is computed once and each label
-        adds its own column block ``W_t · tail``; the normalisation, which depends only on
-        the lengths of ``x`` and ``tail``, is applied afterwards.
+        so the image's share of the matmul (``W_x · x``, or ``drive`` when given) is
+        computed once and each label adds its own column block ``W_t · tail``; the
+        normalisation, which depends only on the lengths of ``x`` and ``tail``, is applied
+        afterwards. A given ``drive`` is a constant to autograd (it is meant for inference
+        and negative sampling); without it the output is differentiable as usual.
         """
-        x = x.detach()
-        width = x.shape[1] + tails.shape[1]
-        if x.dim() != 2 or width != self.in_features:
+        x = self._check_appended(x, tails.shape[1])
+        if drive is None:
+            image_part = (x @ self.linear.weight[:, : x.shape[1]].t()).unsqueeze(1)
+        else:
+            image_part = self._image_part(x, drive).unsqueeze(1)  # (B, 1, out)
+        tail_part = (tails @ self.linear.weight[:, x.shape[1] :].t()).unsqueeze(0)  # (1, T, out)
+        scale = self._appended_scale(x.square().sum(1, keepdim=True), tails.square().sum(1))
+        return self._finish(image_part + tail_part, scale.unsqueeze(2))
+
+    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        """``forward(cat(x.repeat(k, 1), tails))`` for ``tails`` of ``k * B`` rows: ``(k*B, out)``.
+
+        The training shortcut for label-embedding nets: positives and negatives that are
+        the same images with different labels (row ``r`` pairs image ``r % B`` with
+        ``tails[r]``). ``W_x · x`` is computed once for the ``k`` copies, in the forward
+        pass and in the weight gradient, which then costs a ``B``-row matmul, not ``k*B``.
+        ``drive`` is ``W_x · x`` computed earlier with the current weights (see
+        :meth:`image_drive`); the gradient still reaches ``W_x``.
+        """
+        x = self._check_appended(x, tails.shape[1])
+        batch, copies = x.shape[0], tails.shape[0] // max(1, x.shape[0])
+        if copies * batch != tails.shape[0]:
             raise InvalidValueError(
-                "input shape", (tuple(x.shape), tuple(tails.shape)), f"{self.in_features} features"
+                "label codes", tuple(tails.shape), f"a multiple of the {batch} images in rows"
             )
         weight = self.linear.weight
-        image_part = x @ weight[:, : x.shape[1]].t()  # (B, out)
-        tail_part = tails @ weight[:, x.shape[1] :].t()  # (T, out)
-        if self.norm == "none":
-            scale = torch.ones(x.shape[0], tails.shape[0], dtype=x.dtype, device=x.device)
+        image_part = self._image_part(x, drive)
+        if torch.is_grad_enabled() and weight.requires_grad:
+            pre = _TiledLinear.apply(x, tails, weight, image_part)
         else:
-            squares = x.square().sum(1, keepdim=True) + tails.square().sum(1)  # (B, T)
-            length = squares.sqrt()
-            if self.norm == "rms":
-                length = length / (width**0.5)
-            scale = (length + self.eps).reciprocal()
-        pre = image_part.unsqueeze(1) + tail_part.unsqueeze(0)
-        pre = pre.mul_(scale.unsqueeze(2)) if not pre.requires_grad else pre * scale.unsqueeze(2)
+            pre = tails @ weight[:, x.shape[1] :].t()
+            pre.view(copies, batch, -1).add_(image_part)
+        image_squares = x.square().sum(1).repeat(copies)
+        scale = self._appended_scale(image_squares, tails.square().sum(1)).unsqueeze(1)
+        return self._finish(pre, scale)
+
+    def _check_appended(self, x: Tensor, tail_width: int | None) -> Tensor:
+        """``x`` detached, after checking that an image of its width and a code of
+        ``tail_width`` (``None``: any code) fill the layer's input."""
+        x = x.detach()
+        width = x.shape[1] + (tail_width if tail_width is not None else 1) if x.dim() == 2 else 0
+        if (
+            x.dim() != 2
+            or width > self.in_features
+            or (tail_width is not None and width != self.in_features)
+        ):
+            raise InvalidValueError(
+                "input shape",
+                (tuple(x.shape), tail_width),
+                f"an image and a code of {self.in_features} features together",
+            )
+        return x
+
+    def _image_part(self, x: Tensor, drive: Tensor | None) -> Tensor:
+        """``W_x · x`` without a gradient: ``drive`` after checking its shape, or computed."""
+        if drive is None:
+            with torch.no_grad():
+                return x @ self.linear.weight[:, : x.shape[1]].t()
+        if drive.shape != (x.shape[0], self.out_features):
+            raise InvalidValueError(
+                "drive", tuple(drive.shape), f"({x.shape[0]}, {self.out_features}): W_x · x"
+            )
+        return drive.detach()
+
+    def _appended_scale(self, image_squares: Tensor, tail_squares: Tensor) -> Tensor:
+        """The normalising factor for inputs whose parts have these squared lengths."""
+        squares = image_squares + tail_squares  # broadcasts
+        if self.norm == "none":
+            return torch.ones_like(squares)
+        length = squares.sqrt()
+        if self.norm == "rms":
+            length = length / (self.in_features**0.5)
+        scale: Tensor = (length + self.eps).reciprocal()
+        return scale
+
+    def _finish(self, pre: Tensor, scale: Tensor) -> Tensor:
+        """Scale, bias and activation of an unnormalised pre-activation (in place if no grad)."""
+        inplace = not pre.requires_grad
+        pre = pre.mul_(scale) if inplace else pre * scale
         if self.linear.bias is not None:
-            pre = pre.add_(self.linear.bias) if not pre.requires_grad else pre + self.linear.bias
+            pre = pre.add_(self.linear.bias) if inplace else pre + self.linear.bias
         return self.activate(pre)
 
     def extra_repr(self) -> str:

@@ -89,10 +89,17 @@ class FFC(FFNet):
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
         """Concatenated activations of every FF layer for ``x`` with a neutral label."""
-        h = self.neutral_input(x)
+        appender = self._label_appender()
         activations: list[Tensor] = []
-        for layer in self.layers:
-            h = layer(h)
+        if appender is None:
+            h = self.neutral_input(x)
+        else:  # the neutral code adds nothing: the image's share is the whole matmul
+            flat = self.flatten(x)
+            neutral = flat.new_zeros(1, self.num_classes)
+            h = appender.forward_appended(flat, neutral, self._batch_drive(x)).squeeze(1)
+        for index, layer in enumerate(self.layers):
+            if index > 0 or appender is None:
+                h = layer(h)
             activations.append(h.reshape(h.shape[0], -1))
         return torch.cat(activations, dim=1)
 
@@ -106,14 +113,17 @@ class FFC(FFNet):
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
         if self.phase == "ff":
             return super().train_batch(x, y, negatives)
-        features = self.features(x)
         if self.phase == "classifier":
-            return self._train_classifier(features, y)
-        self._neutral_pass = (x, features)
+            return self._train_classifier(self.features(x), y)
+        opened = self._open_batch(x)  # the neutral pass and the FF step share W_x · x
         try:
+            features = self.features(x)
+            self._neutral_pass = (x, features)
             ff_loss = super().train_batch(x, y, negatives)
         finally:
             self._neutral_pass = None
+            if opened:
+                self._close_batch()
         return ff_loss + self._train_classifier(features, y)
 
     def _train_classifier(self, features: Tensor, y: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ffcore import create_layer, hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFModel, NegativeSampler
+from ffcore.interfaces import FFLayer, FFModel, LayerStepResult, NegativeBatch, NegativeSampler
 
 
 def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
@@ -50,6 +50,24 @@ def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tup
 
 
 LABEL_SCHEMES = ("concat", "overlay")
+
+
+@runtime_checkable
+class LabelAppender(Protocol):
+    """A first layer that takes an image and a label code apart (FFDense does): the
+    image's share of its matmul, ``W_x · x``, is then computed once for every label."""
+
+    def image_drive(self, x: Tensor) -> Tensor:
+        """``W_x · x`` for images ``x``: ``(B, out)``, no gradient."""
+
+    def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        """The output for every image with every code: ``(B, T, out)``."""
+
+    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``."""
+
+    def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
+        """The layer's optimizer step for activations ``h`` (positives first)."""
 
 
 class FFNet(FFModel):
@@ -97,6 +115,9 @@ class FFNet(FFModel):
         if not isinstance(recompute, bool):
             raise InvalidValueError("recompute", recompute, "true or false")
         self.recompute = recompute
+        #: The training batch whose first-layer image drive may be cached, and the drive.
+        self._batch: Tensor | None = None
+        self._drive: Tensor | None = None
 
     def flatten(self, x: Tensor) -> Tensor:
         """``x`` as ``(B, input_features)``; a wrong width is a clear error."""
@@ -114,6 +135,16 @@ class FFNet(FFModel):
             return torch.cat((flat, code), dim=1)
         return torch.cat((code, flat[:, self.num_classes :]), dim=1)  # overlay
 
+    def label_codes(self, y: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The one-hot codes of labels ``y`` times ``label_scale``: ``(B, num_classes)``."""
+        try:
+            one_hot = F.one_hot(y, self.num_classes).to(dtype) * self.label_scale
+        except RuntimeError:  # one_hot checks the range itself; say it in our words
+            raise InvalidValueError(
+                "labels", y.tolist()[:10], f"integers in 0..{self.num_classes - 1}"
+            ) from None
+        return one_hot
+
     def embed(self, x: Tensor, y: Tensor) -> Tensor:
         """The flattened input carrying the label's one-hot code (times ``label_scale``).
 
@@ -121,36 +152,96 @@ class FFNet(FFModel):
         ``num_classes`` input features (Hinton's scheme for MNIST: the border pixels).
         """
         flat = self.flatten(x)
-        try:
-            one_hot = F.one_hot(y, self.num_classes).to(flat.dtype) * self.label_scale
-        except RuntimeError:  # one_hot checks the range itself; say it in our words
-            raise InvalidValueError(
-                "labels", y.tolist()[:10], f"integers in 0..{self.num_classes - 1}"
-            ) from None
-        return self._with_code(flat, one_hot)
+        return self._with_code(flat, self.label_codes(y, flat.dtype))
 
     def neutral_input(self, x: Tensor) -> Tensor:
         """The flattened input with an all-zero (neutral) label code."""
         flat = self.flatten(x)
         return self._with_code(flat, flat.new_zeros(flat.shape[0], self.num_classes))
 
+    def _label_appender(self) -> LabelAppender | None:
+        """The first layer, when it can take the image and the label code apart (as
+        FFDense does) and so share the image's matmul across labels; else ``None``."""
+        first = self.layers[0]
+        if self.label_scheme == "concat" and isinstance(first, LabelAppender):
+            return first
+        return None
+
+    def _open_batch(self, x: Tensor) -> bool:
+        """Start caching the first layer's image drive for training batch ``x``; ``False``
+        when a caller (a subclass's ``train_batch``) already did."""
+        if self._batch is x:
+            return False
+        self._batch, self._drive = x, None
+        return True
+
+    def _close_batch(self) -> None:
+        """Forget the batch's image drive (stale once the first layer has updated)."""
+        self._batch, self._drive = None, None
+
+    def _batch_drive(self, x: Tensor) -> Tensor | None:
+        """The first layer's ``W_x · x`` for the batch being trained, computed once.
+
+        The negative sampler (``hard``: every label), FF+C's neutral-label pass and the
+        first layer's training step all start from it, while the weights stay the same.
+        ``None`` outside a training batch or when the first layer cannot share it.
+        """
+        first = self._label_appender()
+        if self._batch is not x or first is None:
+            return None
+        if self._drive is None:
+            self._drive = first.image_drive(self.flatten(x))
+        return self._drive
+
+    def _first_step(
+        self, first: LabelAppender, x: Tensor, labels: Tensor, num_pos: int
+    ) -> tuple[LayerStepResult, Tensor | None]:
+        """The first layer's step on images ``x`` tiled with ``labels``, its input shared.
+
+        Returns the step's result and, with ``recompute`` and more layers above, the first
+        layer's output recomputed after its update.
+        """
+        flat = self.flatten(x)
+        codes = self.label_codes(labels, flat.dtype)
+        result = first.update(first.forward_tiled(flat, codes, self._batch_drive(x)), num_pos)
+        self._close_batch()
+        if not self.recompute or len(self.layers) == 1:
+            return result, None
+        with torch.no_grad():
+            return result, first.forward_tiled(flat, codes)
+
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
-        negative = negatives(x, y, self.num_classes, self)
-        h = self.embed(torch.cat((x, negative.x)), torch.cat((y, negative.y)))
+        opened = self._open_batch(x)
+        try:
+            negative = negatives(x, y, self.num_classes, self)
+            return self._train_layers(x, y, negative)
+        finally:
+            if opened:
+                self._close_batch()
+
+    def _train_layers(self, x: Tensor, y: Tensor, negative: NegativeBatch) -> Tensor:
         num_pos = x.shape[0]
+        labels = torch.cat((y, negative.y))
+        # Negatives that are the positives' images with other labels share their image's
+        # part of the first layer's work (random, hard and neutral negatives do).
+        appender = self._label_appender() if negative.x is x else None
+        h = None if appender is not None else self.embed(torch.cat((x, negative.x)), labels)
         total = torch.zeros((), device=x.device)
         observer = self.observer
         for index, layer in enumerate(self.layers):
             assert isinstance(layer, FFLayer)
-            result = layer.train_joint(h, num_pos)
+            if h is None:
+                assert appender is not None
+                result, recomputed = self._first_step(appender, x, labels, num_pos)
+            else:
+                result, recomputed = layer.train_joint(h, num_pos), None
+                if self.recompute and index + 1 < len(self.layers):
+                    with torch.no_grad():  # FFLib 0.3.0: the next layer sees post-update outputs
+                        recomputed = layer(h)
             if observer is not None:
                 observer.layer_trained(index, layer, result)
             total = total + result.loss
-            if self.recompute and index + 1 < len(self.layers):
-                with torch.no_grad():  # FFLib 0.3.0: the next layer sees post-update outputs
-                    h = layer(h)
-            else:
-                h = result.h
+            h = recomputed if recomputed is not None and index + 1 < len(self.layers) else result.h
         return total
 
     def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
@@ -182,15 +273,15 @@ class FFNet(FFModel):
         does), the image is multiplied once instead of once per label.
         """
         batch, classes = x.shape[0], self.num_classes
-        first = self.layers[0]
-        appended = getattr(first, "forward_appended", None)
-        if appended is None or self.label_scheme != "concat":
+        appender = self._label_appender()
+        if appender is None:
             labels = torch.arange(classes, device=x.device).repeat(batch)
-            h = first(self.embed(x.repeat_interleave(classes, dim=0), labels))
+            h = self.layers[0](self.embed(x.repeat_interleave(classes, dim=0), labels))
         else:
             flat = self.flatten(x)
             codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
-            h = appended(flat, codes).reshape(batch * classes, -1)
+            h = appender.forward_appended(flat, codes, self._batch_drive(x))
+            h = h.reshape(batch * classes, -1)
         scores: list[Tensor] = []
         for index, layer in enumerate(self.layers[:stop]):
             assert isinstance(layer, FFLayer)

@@ -296,3 +296,47 @@ def test_factory_options_reach_the_layer() -> None:
     assert layer.lr == pytest.approx(0.5)
     with pytest.raises(InvalidValueError):
         ffcore.create_layer("ffdense", in_features=8, out_features=4, widht=3)
+
+
+@pytest.mark.parametrize("norm", ["l2", "rms", "none"])
+def test_forward_tiled_matches_forward_on_concatenated_rows(norm: str) -> None:
+    torch.manual_seed(0)
+    layer = FFDense(12, 7, norm=norm)
+    images = torch.randn(5, 9)
+    codes = torch.randn(10, 3)  # two copies of the five images, each row its own code
+    expected = layer(torch.cat((images.repeat(2, 1), codes), dim=1))
+    torch.testing.assert_close(layer.forward_tiled(images, codes), expected)
+    drive = layer.image_drive(images)
+    assert not drive.requires_grad
+    torch.testing.assert_close(drive, images @ layer.weight[:, :9].t())
+    torch.testing.assert_close(layer.forward_tiled(images, codes, drive), expected)
+
+
+@pytest.mark.parametrize("with_drive", [False, True])
+def test_tiled_training_step_matches_the_concatenated_step(with_drive: bool) -> None:
+    torch.manual_seed(0)
+    tiled = FFDense(12, 7, peer_norm=0.1)
+    concatenated = FFDense(12, 7, peer_norm=0.1)
+    concatenated.load_state_dict(tiled.state_dict())
+    images = torch.randn(6, 9)
+    codes = torch.randn(12, 3)
+    drive = tiled.image_drive(images) if with_drive else None
+    result = tiled.update(tiled.forward_tiled(images, codes, drive), num_pos=6)
+    expected = concatenated.train_joint(torch.cat((images.repeat(2, 1), codes), dim=1), 6)
+    torch.testing.assert_close(result.h, expected.h)
+    torch.testing.assert_close(result.loss, expected.loss)
+    for after, reference in zip(tiled.parameters(), concatenated.parameters(), strict=True):
+        torch.testing.assert_close(after, reference)  # same gradients, so the same step
+    assert not torch.equal(tiled.weight, FFDense(12, 7).weight)
+
+
+def test_tiled_and_appended_inputs_are_checked() -> None:
+    layer = FFDense(12, 7)
+    with pytest.raises(InvalidValueError, match="multiple of the 5 images"):
+        layer.forward_tiled(torch.randn(5, 9), torch.randn(7, 3))
+    with pytest.raises(InvalidValueError, match="12 features together"):
+        layer.forward_tiled(torch.randn(5, 8), torch.randn(10, 3))
+    with pytest.raises(InvalidValueError, match="12 features together"):
+        layer.image_drive(torch.randn(5, 12))
+    with pytest.raises(InvalidValueError, match="drive"):
+        layer.forward_appended(torch.randn(5, 9), torch.eye(3), torch.randn(4, 7))

@@ -48,15 +48,21 @@ def test_ffc_parameters_cover_layers_and_classifier() -> None:
 def test_ffc_inference_uses_the_neutral_label_and_no_tryall() -> None:
     model = make_ffc()
     x = torch.randn(5, 1, 4, 4)
-    calls: list[Tensor] = []
+    calls: list[tuple[Tensor, Tensor]] = []
     first = model.layers[0]
-    handle = first.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0]))
+    assert isinstance(first, FFDense)
+    appended = first.forward_appended
+
+    def spy(image: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        calls.append((image, tails))
+        return appended(image, tails, drive)
+
+    first.forward_appended = spy  # type: ignore[method-assign, assignment]
     model.goodness_per_label = None  # type: ignore[assignment, method-assign]
     predictions = ffcore.create_probe("classifier").predict(model, x)
-    handle.remove()
     assert predictions.shape == (5,)
-    assert len(calls) == 1 and calls[0].shape == (5, 16 + 3)  # one pass, one row per sample
-    assert torch.equal(calls[0][:, 16:], torch.zeros(5, 3))  # neutral label
+    assert len(calls) == 1 and calls[0][0].shape == (5, 16)  # one pass, one row per sample
+    assert torch.equal(calls[0][1], torch.zeros(1, 3))  # the neutral label only
     h = torch.cat((x.reshape(5, -1), torch.zeros(5, 3)), dim=1)
     activations = []
     for layer in model.layers:

@@ -292,3 +292,68 @@ def test_recompute_feeds_post_update_outputs_to_the_next_layer() -> None:
     assert not torch.allclose(seen["fast"][0], seen["seed"][0])
     with pytest.raises(InvalidValueError, match="recompute"):
         ffcore.create_model("ffnet", input_shape=(6,), num_classes=3, recompute="yes")
+
+
+class _CopiedImages(RandomWrongLabel):
+    """Random wrong labels on a copy of the images: the network cannot share them."""
+
+    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: torch.nn.Module) -> Any:
+        negative = super().__call__(x, y, num_classes, model)
+        return type(negative)(x=negative.x.clone(), y=negative.y)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> None:
+    torch.manual_seed(0)
+    shared = _small_net(layers=(32, 16), num_classes=5, recompute=recompute)
+    separate = _small_net(layers=(32, 16), num_classes=5, recompute=recompute)
+    separate.load_state_dict(shared.state_dict())
+    x = torch.randn(8, 1, 4, 4)
+    y = torch.arange(8) % 5
+    first = shared.layers[0]
+    assert isinstance(first, FFDense)
+    tiled_calls: list[int] = []
+    tiled = first.forward_tiled
+    first.forward_tiled = lambda *args: tiled_calls.append(1) or tiled(*args)  # type: ignore
+    for step in range(3):
+        torch.manual_seed(step)
+        loss_shared = shared.train_batch(x, y, RandomWrongLabel())
+        torch.manual_seed(step)
+        loss_separate = separate.train_batch(x, y, _CopiedImages())
+        torch.testing.assert_close(loss_shared, loss_separate)
+    assert len(tiled_calls) == (6 if recompute else 3)  # the shared path really ran
+    for after, reference in zip(shared.parameters(), separate.parameters(), strict=True):
+        torch.testing.assert_close(after, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", ["ffnet", "ffc"])
+def test_one_image_drive_per_batch_for_sampler_readout_and_step(model_name: str) -> None:
+    torch.manual_seed(0)
+    options = {"schedule": "joint"} if model_name == "ffc" else {}
+    model = ffcore.create_model(
+        model_name, input_shape=(1, 4, 4), num_classes=5, layers=[32, 16], **options
+    )
+    assert isinstance(model, FFNet)
+    first = model.layers[0]
+    assert isinstance(first, FFDense)
+    drives: list[Tensor] = []
+    image_drive = first.image_drive
+
+    def counted(images: Tensor) -> Tensor:
+        drives.append(image_drive(images))
+        return drives[-1]
+
+    first.image_drive = counted  # type: ignore[method-assign, assignment]
+    x = torch.randn(8, 1, 4, 4)
+    y = torch.arange(8) % 5
+    model.on_epoch_start(0, 1)
+    model.train_batch(x, y, ffcore.create_negatives("hard"))
+    assert len(drives) == 1  # hard negatives, (FF+C's neutral pass) and the step share it
+    model.train_batch(x, y, ffcore.create_negatives("hard"))
+    assert len(drives) == 2  # a new batch after an update: computed afresh
+    assert not torch.equal(drives[0], drives[1])
+    # Outside training nothing is cached: predictions use the current weights.
+    before = model.goodness_per_label(x)
+    with torch.no_grad():
+        first.weight.add_(0.5)
+    assert not torch.allclose(model.goodness_per_label(x), before)
