@@ -96,8 +96,8 @@ class FFLayer(nn.Module, ABC):
     #: The trainer turns it on for CPU runs and ``--on-nonfinite skip``; on accelerators
     #: it checks once per batch instead, to keep the device busy.
     check_finite: bool = True
-    #: Whether any unit fired on the last positive batch (a 0-d bool tensor, no sync).
-    alive: Tensor | None = None
+    #: The positive rows' activations of the last training step, for :attr:`alive`.
+    _last_positive: Tensor | None = None
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor:
@@ -156,8 +156,16 @@ class FFLayer(nn.Module, ABC):
         torch.autograd.backward(loss)
         self.optimizer.step()
         h = h.detach()
-        self.alive = h[:num_pos].ne(0).any()
+        self._last_positive = h[:num_pos]
         return LayerStepResult(h=h, g=g.detach(), num_pos=num_pos, loss=loss.detach())
+
+    @property
+    def alive(self) -> Tensor | None:
+        """Whether any unit fired on the last positive batch (a 0-d bool tensor), or
+        ``None`` before the first step. Computed when asked (the trainer asks once an
+        epoch), not in every step."""
+        last = self._last_positive
+        return None if last is None else last.ne(0).any()
 
     @property
     def lr(self) -> float:
