@@ -36,9 +36,18 @@ def current_lrs(optimizers: Sequence[torch.optim.Optimizer]) -> list[list[float]
 
 
 def scale_lrs(
-    optimizers: Sequence[torch.optim.Optimizer], base_lrs: list[list[float]], factor: float
+    optimizers: Sequence[torch.optim.Optimizer],
+    base_lrs: list[list[float]],
+    factor: float | Sequence[float],
 ) -> None:
-    """Set every group's learning rate to its base rate times ``factor``."""
-    for optimizer, bases in zip(optimizers, base_lrs, strict=True):
+    """Set every group's learning rate to its base rate times ``factor`` (one for all
+    optimizers, or one per optimizer)."""
+    factors = [factor] * len(optimizers) if isinstance(factor, int | float) else list(factor)
+    for optimizer, bases, scale in zip(optimizers, base_lrs, factors, strict=True):
         for group, base in zip(optimizer.param_groups, bases, strict=True):
-            group["lr"] = base * factor
+            group["lr"] = base * scale
+
+
+def schedule_factors(schedule: str, positions: Sequence[tuple[int, int]]) -> list[float]:
+    """:func:`lr_factor` for each optimizer's ``(position, length)`` in its schedule."""
+    return [lr_factor(schedule, position, length) for position, length in positions]

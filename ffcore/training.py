@@ -35,7 +35,7 @@ from ffcore.interfaces import (
 )
 from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
 from ffcore.registry import build
-from ffcore.schedules import current_lrs, lr_factor, scale_lrs
+from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.signals import StopRequests
 
 #: Samples per forward pass when evaluating (TryAll multiplies this by the label count).
@@ -277,7 +277,8 @@ def _train(
     with StopRequests() as stop:
         while run.epoch < config.epochs:
             epoch = run.epoch
-            scale_lrs(optimizers, run.base_lrs, lr_factor(config.lr_schedule, epoch, config.epochs))
+            positions = model.schedule_positions(epoch, config.epochs)
+            scale_lrs(optimizers, run.base_lrs, schedule_factors(config.lr_schedule, positions))
             model.on_epoch_start(epoch, config.epochs)
             if progress is not None:
                 progress.epoch_start(epoch + 1, config.epochs, batches)

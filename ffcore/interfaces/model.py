@@ -52,6 +52,16 @@ class FFModel(nn.Module, ABC):
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (0-based) of ``epochs``; schedules override it."""
 
+    def schedule_positions(self, epoch: int, epochs: int) -> list[tuple[int, int]]:
+        """Where 0-based ``epoch`` of ``epochs`` falls in each optimizer's learning-rate
+        schedule: ``(position, length)`` per optimizer, in :meth:`optimizers` order.
+
+        By default every optimizer follows one schedule over all epochs. A model that
+        trains in phases (FF+C) fits a schedule into each optimizer's own phase, so a
+        cooldown ends where that optimizer stops or restarts.
+        """
+        return [(epoch, epochs)] * len(self.optimizers())
+
     def extra_summary(self) -> dict[str, Any]:
         """Model-specific facts for run summaries (empty by default)."""
         return {}

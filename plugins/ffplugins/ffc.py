@@ -26,9 +26,14 @@ class FFC(FFNet):
     The classifier sees the layers' activations for the input with a neutral (all-zero)
     label, is trained with cross-entropy by its own optimizer, and predicts in one
     forward pass (probe ``classifier``). Schedules: ``two-phase`` (FFLib 0.3.0's: FF
-    layers for the first ``ff_epochs`` epochs, then the classifier alone) and ``joint``
-    (both every batch; the classifier reads detached features). ``tryall`` still works
-    on the FF layers.
+    layers for the first ``ff_epochs`` epochs, half of them by default, then the
+    classifier alone) and ``joint`` (both every batch, the classifier reading detached
+    features, for the first ``ff_epochs`` epochs, all of them by default; then the
+    classifier alone on the frozen layers). ``tryall`` still works on the FF layers.
+
+    The learning-rate schedule runs over each phase: the FF layers' schedule ends with
+    their last epoch, and the classifier's restarts when it trains alone (see
+    :meth:`schedule_positions`).
 
     In the joint schedule one neutral-label pass per batch, before the FF layers' update,
     gives the features the classifier learns from; a negative sampler that asks for the
@@ -79,12 +84,30 @@ class FFC(FFNet):
         #: The batch being trained and its neutral-pass features, while they are current.
         self._neutral_pass: tuple[Tensor, Tensor] | None = None
 
+    def ff_epochs_of(self, epochs: int) -> int:
+        """How many of ``epochs`` train the FF layers (the rest train the classifier)."""
+        if self.ff_epochs is not None:
+            return min(self.ff_epochs, epochs)
+        return epochs if self.schedule == "joint" else max(1, epochs // 2)
+
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
-        if self.schedule == "joint":
-            self.phase = "both"
-            return
-        ff_epochs = self.ff_epochs if self.ff_epochs is not None else max(1, epochs // 2)
-        self.phase = "ff" if epoch < ff_epochs else "classifier"
+        if epoch >= self.ff_epochs_of(epochs):
+            self.phase = "classifier"
+        else:
+            self.phase = "both" if self.schedule == "joint" else "ff"
+
+    def schedule_positions(self, epoch: int, epochs: int) -> list[tuple[int, int]]:
+        """The FF layers' schedule spans their ``ff_epochs``; the classifier's spans the
+        epochs it trains in, restarting when it goes on alone after the joint phase."""
+        ff_epochs = self.ff_epochs_of(epochs)
+        ff_position = (min(epoch, ff_epochs - 1), ff_epochs) if ff_epochs else (0, 1)
+        if epoch >= ff_epochs:
+            classifier_position = (epoch - ff_epochs, epochs - ff_epochs)
+        elif self.schedule == "joint":
+            classifier_position = (epoch, ff_epochs)
+        else:  # waits for its phase
+            classifier_position = (0, max(1, epochs - ff_epochs))
+        return [ff_position] * (len(self.optimizers()) - 1) + [classifier_position]
 
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:

@@ -109,6 +109,83 @@ def test_two_phase_and_joint_schedules() -> None:
         make_ffc(schedule="sometimes")
 
 
+def test_joint_schedule_with_ff_epochs_then_trains_the_classifier_alone() -> None:
+    model = make_ffc(schedule="joint", ff_epochs=2)
+    sampler = ffcore.create_negatives("random")
+    x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))
+    phases = []
+    for epoch in range(4):
+        model.on_epoch_start(epoch, 4)
+        phases.append(model.phase)
+        ff_before = first_weight(model).clone()
+        classifier_before = model.classifier.weight.clone()
+        model.train_batch(x, y, sampler)
+        assert not torch.equal(model.classifier.weight, classifier_before)
+        assert torch.equal(first_weight(model), ff_before) == (epoch >= 2)
+    assert phases == ["both", "both", "classifier", "classifier"]
+    assert make_ffc(schedule="joint").ff_epochs_of(4) == 4  # all joint by default
+    assert make_ffc(schedule="joint", ff_epochs=9).ff_epochs_of(4) == 4
+
+
+@pytest.mark.parametrize(
+    ("options", "expected_ff", "expected_classifier"),
+    [
+        # joint, all epochs: one schedule over the run for every optimizer
+        ({"schedule": "joint"}, [(e, 6) for e in range(6)], [(e, 6) for e in range(6)]),
+        # joint for 4 epochs: the FF cooldown ends at epoch 4, the classifier restarts
+        (
+            {"schedule": "joint", "ff_epochs": 4},
+            [(0, 4), (1, 4), (2, 4), (3, 4), (3, 4), (3, 4)],
+            [(0, 4), (1, 4), (2, 4), (3, 4), (0, 2), (1, 2)],
+        ),
+        # two-phase (FFLib 0.3.0's), half and half: each phase its own schedule
+        (
+            {"schedule": "two-phase"},
+            [(0, 3), (1, 3), (2, 3), (2, 3), (2, 3), (2, 3)],
+            [(0, 3), (0, 3), (0, 3), (0, 3), (1, 3), (2, 3)],
+        ),
+    ],
+)
+def test_schedule_positions_follow_the_phases(
+    options: dict[str, Any],
+    expected_ff: list[tuple[int, int]],
+    expected_classifier: list[tuple[int, int]],
+) -> None:
+    model = make_ffc(**options)
+    positions = [model.schedule_positions(epoch, 6) for epoch in range(6)]
+    assert all(len(p) == len(model.optimizers()) == 3 for p in positions)
+    assert [p[0] for p in positions] == [p[1] for p in positions] == expected_ff
+    assert [p[2] for p in positions] == expected_classifier
+
+
+def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
+    config = TrainConfig(
+        model="ffc",
+        layers=[8],
+        epochs=4,
+        lr=0.02,
+        lr_schedule="linear-cooldown",
+        device="cpu",
+        model_options={"schedule": "joint", "ff_epochs": 2, "classifier_lr": 0.01},
+    )
+    run = build_run(config)
+    seen: list[list[float]] = []
+
+    class Spy:
+        @ffcore.hookimpl
+        def fflib_epoch_end(self) -> None:
+            seen.append([opt.param_groups[0]["lr"] for opt in run.model.optimizers()])
+
+    run.plugins.register(Spy(), name="spy")
+    train(run)
+    ff = [lrs[0] for lrs in seen]
+    classifier = [lrs[1] for lrs in seen]
+    # linear-cooldown over 2 epochs: factors 1 and 1/2
+    assert ff[:2] == pytest.approx([0.02, 0.01])  # the FF phase's own cooldown
+    assert classifier[:2] == pytest.approx([0.01, 0.005])
+    assert classifier[2:] == pytest.approx([0.01, 0.005])  # restarted when alone
+
+
 def test_joint_step_shares_one_neutral_pass_with_the_neutral_sampler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
