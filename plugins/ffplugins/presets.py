@@ -36,7 +36,7 @@ def plain() -> dict[str, Any]:
 
 
 def digits() -> dict[str, Any]:
-    """digits recipe: FF+C with SymBa, 2x500, 60 epochs (about 97% test accuracy)."""
+    """digits recipe: FF+C with SymBa, 2x500, 30 joint and 30 read-out epochs (about 97.5%)."""
     return {
         "model": "ffc",
         "dataset": "digits",
@@ -44,7 +44,7 @@ def digits() -> dict[str, Any]:
         "epochs": 60,
         "loss": "symba",
         "negatives": "random",
-        "model_options": {"schedule": "joint", "classifier_lr": 0.003},
+        "model_options": {"schedule": "joint", "ff_epochs": 30, "classifier_lr": 0.003},
     }
 
 
