@@ -210,9 +210,7 @@ class FFDense(FFLayer):
         for every label; :meth:`forward_appended` and :meth:`forward_tiled` accept it
         precomputed, so a network can compute it once per batch while the weights stay put.
         """
-        x = self._check_appended(x, None)
-        with torch.no_grad():
-            return x @ self.linear.weight[:, : x.shape[1]].t()
+        return self._image_part(self._check_appended(x, None), None)
 
     def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
         """``forward(cat(x, tail))`` for every row of ``tails`` at once: ``(B, T, out)``.
@@ -249,13 +247,8 @@ class FFDense(FFLayer):
             raise InvalidValueError(
                 "label codes", tuple(tails.shape), f"a multiple of the {batch} images in rows"
             )
-        weight = self.linear.weight
         image_part = self._image_part(x, drive)
-        if torch.is_grad_enabled() and weight.requires_grad:
-            pre = _TiledLinear.apply(x, tails, weight, image_part)
-        else:
-            pre = tails @ weight[:, x.shape[1] :].t()
-            pre.view(copies, batch, -1).add_(image_part)
+        pre = _TiledLinear.apply(x, tails, self.linear.weight, image_part)
         image_squares = x.square().sum(1).repeat(copies)
         scale = self._appended_scale(image_squares, tails.square().sum(1)).unsqueeze(1)
         return self._finish(pre, scale)
@@ -264,12 +257,8 @@ class FFDense(FFLayer):
         """``x`` detached, after checking that an image of its width and a code of
         ``tail_width`` (``None``: any code) fill the layer's input."""
         x = x.detach()
-        width = x.shape[1] + (tail_width if tail_width is not None else 1) if x.dim() == 2 else 0
-        if (
-            x.dim() != 2
-            or width > self.in_features
-            or (tail_width is not None and width != self.in_features)
-        ):
+        code_width = self.in_features - x.shape[1] if x.dim() == 2 else 0
+        if code_width < 1 or (tail_width is not None and tail_width != code_width):
             raise InvalidValueError(
                 "input shape",
                 (tuple(x.shape), tail_width),

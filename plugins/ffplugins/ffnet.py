@@ -204,7 +204,6 @@ class FFNet(FFModel):
         flat = self.flatten(x)
         codes = self.label_codes(labels, flat.dtype)
         result = first.update(first.forward_tiled(flat, codes, self._batch_drive(x)), num_pos)
-        self._close_batch()
         if not self.recompute or len(self.layers) == 1:
             return result, None
         with torch.no_grad():
@@ -238,10 +237,12 @@ class FFNet(FFModel):
                 if self.recompute and index + 1 < len(self.layers):
                     with torch.no_grad():  # FFLib 0.3.0: the next layer sees post-update outputs
                         recomputed = layer(h)
+            if index == 0:
+                self._close_batch()  # the first layer has updated: its image drive is stale
             if observer is not None:
                 observer.layer_trained(index, layer, result)
             total = total + result.loss
-            h = recomputed if recomputed is not None and index + 1 < len(self.layers) else result.h
+            h = result.h if recomputed is None else recomputed
         return total
 
     def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
