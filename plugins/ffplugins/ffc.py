@@ -112,25 +112,42 @@ class FFC(FFNet):
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
         """Concatenated activations of every FF layer for ``x`` with a neutral label."""
+        return torch.cat(self.layer_activations(x), dim=1)
+
+    @torch.no_grad()
+    def layer_activations(self, x: Tensor) -> list[Tensor]:
+        """Each FF layer's activations for ``x`` with a neutral label, flattened to rows."""
         appender = self._label_appender()
-        activations: list[Tensor] = []
-        if appender is None:
-            h = self.neutral_input(x)
-        else:  # the neutral code adds nothing: the image's share is the whole matmul
+        drive = self._batch_drive(x)
+        if appender is None or drive is None:
+            h, rest = self.neutral_input(x), self.layers
+        else:  # in a training batch: the neutral code adds nothing to the cached W_x · x
             flat = self.flatten(x)
             neutral = flat.new_zeros(1, self.num_classes)
-            h = appender.forward_appended(flat, neutral, self._batch_drive(x)).squeeze(1)
-        for index, layer in enumerate(self.layers):
-            if index > 0 or appender is None:
-                h = layer(h)
+            h = appender.forward_appended(flat, neutral, drive).squeeze(1)
+            rest = self.layers[1:]
+        activations = [] if rest is self.layers else [h]
+        for layer in rest:
+            h = layer(h)
             activations.append(h.reshape(h.shape[0], -1))
-        return torch.cat(activations, dim=1)
+        return activations
 
     def logits(self, x: Tensor) -> Tensor:
-        """Class scores from the classifier, shape ``(B, num_classes)``."""
+        """Class scores from the classifier, shape ``(B, num_classes)``.
+
+        Outside training the features are never concatenated: each layer's activations
+        meet their own block of the classifier's weights, and the blocks' scores add up.
+        """
         cached = self._neutral_pass
-        features = cached[1] if cached is not None and cached[0] is x else self.features(x)
-        logits: Tensor = self.classifier(features)
+        if cached is not None and cached[0] is x:
+            logits: Tensor = self.classifier(cached[1])
+            return logits
+        weight, logits = self.classifier.weight, self.classifier.bias
+        start = 0
+        for h in self.layer_activations(x):
+            block = weight[:, start : start + h.shape[1]]
+            logits = torch.addmm(logits, h, block.t())
+            start += h.shape[1]
         return logits
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
