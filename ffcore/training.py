@@ -278,7 +278,11 @@ def _train(
         while run.epoch < config.epochs:
             epoch = run.epoch
             positions = model.schedule_positions(epoch, config.epochs)
-            scale_lrs(optimizers, run.base_lrs, schedule_factors(config.lr_schedule, positions))
+            factors = schedule_factors(config.lr_schedule, positions)
+            scales = model.lr_scales(epoch, config.epochs)
+            scale_lrs(
+                optimizers, run.base_lrs, [f * s for f, s in zip(factors, scales, strict=True)]
+            )
             model.on_epoch_start(epoch, config.epochs)
             if progress is not None:
                 progress.epoch_start(epoch + 1, config.epochs, batches)

@@ -62,6 +62,15 @@ class FFModel(nn.Module, ABC):
         """
         return [(epoch, epochs)] * len(self.optimizers())
 
+    def lr_scales(self, epoch: int, epochs: int) -> list[float]:
+        """A factor per optimizer (in :meth:`optimizers` order) on its base learning rate
+        in 0-based ``epoch`` of ``epochs``, applied together with the schedule's factor.
+
+        All 1.0 by default. FF+C uses it to give its read-out its own learning rate
+        (``readout_lr``) once it trains alone.
+        """
+        return [1.0] * len(self.optimizers())
+
     def extra_summary(self) -> dict[str, Any]:
         """Model-specific facts for run summaries (empty by default)."""
         return {}

@@ -33,7 +33,7 @@ class FFC(FFNet):
 
     The learning-rate schedule runs over each phase: the FF layers' schedule ends with
     their last epoch, and the classifier's restarts when it trains alone (see
-    :meth:`schedule_positions`).
+    :meth:`schedule_positions`), at ``readout_lr`` when given (else ``classifier_lr``).
 
     In the joint schedule one neutral-label pass per batch, before the FF layers' update,
     gives the features the classifier learns from; a negative sampler that asks for the
@@ -52,6 +52,7 @@ class FFC(FFNet):
         optimizer: str = "adam",
         schedule: str = "two-phase",
         ff_epochs: int | None = None,
+        readout_lr: float | None = None,
         layer_range: Sequence[int] | str | None = None,
         label_scale: float = 1.0,
         label_scheme: str = "concat",
@@ -70,8 +71,15 @@ class FFC(FFNet):
             isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
         ):
             raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
+        for name, rate in (("classifier_lr", classifier_lr), ("readout_lr", readout_lr)):
+            if rate is not None and (
+                isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+            ):
+                raise InvalidValueError(name, rate, "a positive number")
         self.schedule = schedule
         self.ff_epochs = ff_epochs
+        self.classifier_lr = classifier_lr
+        self.readout_lr = readout_lr
         with torch.no_grad():
             probe_input = torch.zeros(1, input_features)
             feature_count = self.features(probe_input).shape[1]
@@ -108,6 +116,13 @@ class FFC(FFNet):
         else:  # waits for its phase
             classifier_position = (0, max(1, epochs - ff_epochs))
         return [ff_position] * (len(self.optimizers()) - 1) + [classifier_position]
+
+    def lr_scales(self, epoch: int, epochs: int) -> list[float]:
+        """``readout_lr / classifier_lr`` for the classifier once it trains alone; else 1."""
+        classifier = 1.0
+        if self.readout_lr is not None and epoch >= self.ff_epochs_of(epochs):
+            classifier = self.readout_lr / self.classifier_lr
+        return [1.0] * (len(self.optimizers()) - 1) + [classifier]
 
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
@@ -178,7 +193,12 @@ class FFC(FFNet):
         return [*super().optimizers(), self.classifier_optimizer]
 
     def extra_summary(self) -> dict[str, Any]:
-        return {**super().extra_summary(), "schedule": self.schedule, "ff_epochs": self.ff_epochs}
+        return {
+            **super().extra_summary(),
+            "schedule": self.schedule,
+            "ff_epochs": self.ff_epochs,
+            "readout_lr": self.readout_lr,
+        }
 
 
 def ffc(
@@ -198,6 +218,7 @@ def ffc(
     classifier_lr: float = 1e-3,
     schedule: str = "two-phase",
     ff_epochs: int | None = None,
+    readout_lr: float | None = None,
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
     label_scheme: str = "concat",
@@ -227,6 +248,7 @@ def ffc(
         optimizer=optimizer,
         schedule=schedule,
         ff_epochs=ff_epochs,
+        readout_lr=readout_lr,
         layer_range=layer_range,
         label_scale=label_scale,
         label_scheme=label_scheme,

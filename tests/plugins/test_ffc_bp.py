@@ -186,6 +186,51 @@ def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
     assert classifier[2:] == pytest.approx([0.01, 0.005])  # restarted when alone
 
 
+def test_readout_lr_applies_once_the_classifier_trains_alone() -> None:
+    config = TrainConfig(
+        model="ffc",
+        layers=[8],
+        epochs=4,
+        lr=0.02,
+        lr_schedule="constant",
+        device="cpu",
+        model_options={
+            "schedule": "joint",
+            "ff_epochs": 2,
+            "classifier_lr": 0.01,
+            "readout_lr": 0.002,
+        },
+    )
+    run = build_run(config)
+    assert run.model.lr_scales(1, 4) == [1.0, 1.0]
+    assert run.model.lr_scales(2, 4) == pytest.approx([1.0, 0.2])
+    seen: list[list[float]] = []
+
+    class Spy:
+        @ffcore.hookimpl
+        def fflib_epoch_end(self) -> None:
+            seen.append([opt.param_groups[0]["lr"] for opt in run.model.optimizers()])
+
+    run.plugins.register(Spy(), name="spy")
+    train(run)
+    assert [lrs[1] for lrs in seen] == pytest.approx([0.01, 0.01, 0.002, 0.002])
+    assert [lrs[0] for lrs in seen] == pytest.approx([0.02] * 4)  # the FF layers keep theirs
+    assert run.model.optimizers()[1].param_groups[0]["lr"] == pytest.approx(0.01)  # restored
+
+
+def test_without_readout_lr_the_classifier_keeps_its_rate() -> None:
+    model = make_ffc(schedule="joint", ff_epochs=1)
+    assert all(model.lr_scales(epoch, 3) == [1.0, 1.0, 1.0] for epoch in range(3))
+
+
+@pytest.mark.parametrize("field", ["readout_lr", "classifier_lr"])
+@pytest.mark.parametrize("value", [0.0, -1e-3, True, "fast"])
+def test_bad_read_out_rates_are_refused(field: str, value: object) -> None:
+    with pytest.raises(InvalidValueError, match=field) as caught:
+        make_ffc(schedule="joint", **{field: value})
+    assert "a positive number" in str(caught.value)
+
+
 def test_joint_step_shares_one_neutral_pass_with_the_neutral_sampler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
