@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 WORKER = HERE / "speed_worker.py"
 FEATURES, CLASSES = 784, 10
 SEED_VERSION = "0.3.0"
+#: Data-set sizes for the epoch-time scaling table (FFNet training, batch 128).
+EPOCH_SIZES = (7_500, 15_000, 30_000, 60_000)
 
 
 def forward_flops(width: int, layers: int = 2) -> float:
@@ -63,6 +65,7 @@ def worker(
     args: argparse.Namespace,
     seed_path: Path | None,
     repeats: int | None = None,
+    samples: int | None = None,
 ) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -84,6 +87,8 @@ def worker(
     ]
     if seed_path is not None:
         command += ["--seed-path", str(seed_path)]
+    if samples is not None:
+        command += ["--samples", str(samples)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -210,6 +215,16 @@ def scaling(args: argparse.Namespace) -> None:
                 "median_seconds": run["median_seconds"],
                 "samples_per_s": 128 / run["median_seconds"],
                 "gflops": 4 * forward_flops(width) * 128 / run["median_seconds"] / 1e9,
+            }
+        )
+    for samples in EPOCH_SIZES:  # one epoch through the trainer's batching: linear in size?
+        run = worker("ours", "epoch-overhead", 128, args.width, args, None, samples=samples)
+        emit(
+            {
+                "name": "scaling-epoch",
+                "config": {"samples": samples, "batch": 128, "width": args.width},
+                "epoch_seconds": run["epoch_seconds"],
+                "seconds_per_10k": run["epoch_seconds"] / samples * 10_000,
             }
         )
 

@@ -49,3 +49,21 @@ def test_denormals_benchmark_times_both_modes(tmp_path: Path) -> None:
     assert [row["flushed"] for row in rows] == [True, False]
     for row in rows:
         assert row["ms_per_batch"] > 0 and 0 <= row["denormal_state_share"] <= 1
+
+
+def test_speed_worker_times_an_epoch_of_the_size_asked_for() -> None:
+    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--impl", "ours"]
+    options = ["--case", "epoch-overhead", "--width", "16", "--threads", "1"]
+    timings = []
+    for samples in (256, 2048):
+        result = subprocess.run(
+            [*command, *options, "--samples", str(samples)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        timings.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert [timing["batches"] for timing in timings] == [2, 16]  # batches of 128
+    for timing in timings:
+        assert timing["epoch_seconds"] > 0 and 0 <= timing["outside_fraction"] < 1
