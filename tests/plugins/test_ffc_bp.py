@@ -158,15 +158,17 @@ def test_schedule_positions_follow_the_phases(
     assert [p[2] for p in positions] == expected_classifier
 
 
-def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
+def lrs_per_epoch(schedule: str, **model_options: Any) -> tuple[list[list[float]], FFC]:
+    """Train a small joint FF+C for 4 epochs (FF lr 0.02, classifier 0.01); each epoch's
+    learning rates, in ``optimizers()`` order, and the trained model."""
     config = TrainConfig(
         model="ffc",
         layers=[8],
         epochs=4,
         lr=0.02,
-        lr_schedule="linear-cooldown",
+        lr_schedule=schedule,
         device="cpu",
-        model_options={"schedule": "joint", "ff_epochs": 2, "classifier_lr": 0.01},
+        model_options={"schedule": "joint", "classifier_lr": 0.01, **model_options},
     )
     run = build_run(config)
     seen: list[list[float]] = []
@@ -178,6 +180,12 @@ def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
 
     run.plugins.register(Spy(), name="spy")
     train(run)
+    assert isinstance(run.model, FFC)
+    return seen, run.model
+
+
+def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
+    seen, _ = lrs_per_epoch("linear-cooldown", ff_epochs=2)
     ff = [lrs[0] for lrs in seen]
     classifier = [lrs[1] for lrs in seen]
     # linear-cooldown over 2 epochs: factors 1 and 1/2
@@ -187,35 +195,12 @@ def test_trainer_cools_the_ff_layers_down_within_their_phase() -> None:
 
 
 def test_readout_lr_applies_once_the_classifier_trains_alone() -> None:
-    config = TrainConfig(
-        model="ffc",
-        layers=[8],
-        epochs=4,
-        lr=0.02,
-        lr_schedule="constant",
-        device="cpu",
-        model_options={
-            "schedule": "joint",
-            "ff_epochs": 2,
-            "classifier_lr": 0.01,
-            "readout_lr": 0.002,
-        },
-    )
-    run = build_run(config)
-    assert run.model.lr_scales(1, 4) == [1.0, 1.0]
-    assert run.model.lr_scales(2, 4) == pytest.approx([1.0, 0.2])
-    seen: list[list[float]] = []
-
-    class Spy:
-        @ffcore.hookimpl
-        def fflib_epoch_end(self) -> None:
-            seen.append([opt.param_groups[0]["lr"] for opt in run.model.optimizers()])
-
-    run.plugins.register(Spy(), name="spy")
-    train(run)
+    seen, model = lrs_per_epoch("constant", ff_epochs=2, readout_lr=0.002)
+    assert model.lr_scales(1, 4) == [1.0, 1.0]
+    assert model.lr_scales(2, 4) == pytest.approx([1.0, 0.2])
     assert [lrs[1] for lrs in seen] == pytest.approx([0.01, 0.01, 0.002, 0.002])
     assert [lrs[0] for lrs in seen] == pytest.approx([0.02] * 4)  # the FF layers keep theirs
-    assert run.model.optimizers()[1].param_groups[0]["lr"] == pytest.approx(0.01)  # restored
+    assert model.optimizers()[1].param_groups[0]["lr"] == pytest.approx(0.01)  # restored
 
 
 def test_without_readout_lr_the_classifier_keeps_its_rate() -> None:
