@@ -14,7 +14,7 @@ from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, NegativeSampler
-from ffcore.optim import make_optimizer
+from ffcore.optim import check_lr, make_optimizer
 from ffplugins.ffnet import FFNet, build_layer_stack, input_width
 
 SCHEDULES = ("two-phase", "joint")
@@ -71,15 +71,10 @@ class FFC(FFNet):
             isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
         ):
             raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
-        for name, rate in (("classifier_lr", classifier_lr), ("readout_lr", readout_lr)):
-            if rate is not None and (
-                isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
-            ):
-                raise InvalidValueError(name, rate, "a positive number")
         self.schedule = schedule
         self.ff_epochs = ff_epochs
-        self.classifier_lr = classifier_lr
-        self.readout_lr = readout_lr
+        self.classifier_lr = check_lr(classifier_lr, "classifier_lr")
+        self.readout_lr = None if readout_lr is None else check_lr(readout_lr, "readout_lr")
         with torch.no_grad():
             probe_input = torch.zeros(1, input_features)
             feature_count = self.features(probe_input).shape[1]
@@ -134,14 +129,15 @@ class FFC(FFNet):
         """Each FF layer's activations for ``x`` with a neutral label, flattened to rows."""
         appender = self._label_appender()
         drive = self._batch_drive(x)
+        activations: list[Tensor] = []
         if appender is None or drive is None:
             h, rest = self.neutral_input(x), self.layers
         else:  # in a training batch: the neutral code adds nothing to the cached W_x · x
             flat = self.flatten(x)
             neutral = flat.new_zeros(1, self.num_classes)
             h = appender.forward_appended(flat, neutral, drive).squeeze(1)
+            activations.append(h)
             rest = self.layers[1:]
-        activations = [] if rest is self.layers else [h]
         for layer in rest:
             h = layer(h)
             activations.append(h.reshape(h.shape[0], -1))

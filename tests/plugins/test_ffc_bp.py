@@ -213,7 +213,7 @@ def test_without_readout_lr_the_classifier_keeps_its_rate() -> None:
 def test_bad_read_out_rates_are_refused(field: str, value: object) -> None:
     with pytest.raises(InvalidValueError, match=field) as caught:
         make_ffc(schedule="joint", **{field: value})
-    assert "a positive number" in str(caught.value)
+    assert "a positive finite number" in str(caught.value)
 
 
 def test_joint_step_shares_one_neutral_pass_with_the_neutral_sampler(
