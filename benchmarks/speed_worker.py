@@ -55,7 +55,23 @@ def sync(device: torch.device) -> None:
 
 
 def ours(
-    case: str, batch: int, width: int, device: torch.device, repeats: int, samples: int = 60_000
+    case: str,
+    batch: int,
+    width: int,
+    device: torch.device,
+    repeats: int,
+    samples: int = 60_000,
+    precision: str = "fp32",
+) -> list[float]:
+    """Seconds per repeat of ``case`` with FFLib, at ``precision`` (``fp32`` or ``bf16``)."""
+    from ffcore.precision import autocast
+
+    with autocast(device, precision):
+        return _ours(case, batch, width, device, repeats, samples)
+
+
+def _ours(
+    case: str, batch: int, width: int, device: torch.device, repeats: int, samples: int
 ) -> list[float]:
     import ffcore
     from ffcore.data import iterate_batches
@@ -285,6 +301,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed-path", help="where FFLib 0.3.0 was installed with --target")
     parser.add_argument("--samples", type=int, default=60_000, help="epoch size (epoch cases)")
+    parser.add_argument("--precision", default="fp32", help="ours only: fp32 or bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -293,7 +310,9 @@ def main() -> None:
     if args.impl == "matmul":
         times = matmul(args.batch, args.width, device, args.repeats)
     elif args.impl == "ours":
-        times = ours(args.case, args.batch, args.width, device, args.repeats, args.samples)
+        times = ours(
+            args.case, args.batch, args.width, device, args.repeats, args.samples, args.precision
+        )
     else:
         times = seed(args.case, args.batch, args.width, device, args.repeats)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.errors import ConfigError, InvalidValueError
+from ffcore.precision import PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +48,9 @@ class TrainConfig:
     probe: str | None = None
     seed: int = 0
     device: str = "auto"
+    #: ``fp32``, or ``bf16``: mixed precision, matrix products in bfloat16 (see
+    #: :mod:`ffcore.precision`).
+    precision: str = "fp32"
     val_split: float = 0.1
     use: float = 1.0
     data_root: str | None = None
@@ -96,6 +100,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "probe": ((str,), "a component name"),
     "seed": ((int,), "an integer"),
     "device": ((str,), "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "precision": ((str,), "'fp32' or 'bf16'"),
     "val_split": ((int, float), "a number in [0, 1)"),
     "use": ((int, float), "a number in (0, 1]"),
     "data_root": ((str,), "a directory path"),
@@ -158,6 +163,8 @@ def validate(config: TrainConfig) -> None:
         raise _bad("use", config.use)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.device):
         raise _bad("device", config.device)
+    if config.precision not in PRECISIONS:
+        raise _bad("precision", config.precision)
 
 
 def parse_value(raw: str) -> Any:

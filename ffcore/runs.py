@@ -28,6 +28,7 @@ RESUME_OVERRIDES = (
     "epochs",
     "out",
     "device",
+    "precision",
     "save_every",
     "on_nonfinite",
     "tensorboard",

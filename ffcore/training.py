@@ -34,6 +34,7 @@ from ffcore.interfaces import (
     Split,
 )
 from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+from ffcore.precision import autocast
 from ffcore.registry import build
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.signals import StopRequests
@@ -44,16 +45,25 @@ EVAL_BATCH_SIZE = 1000
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, probe: Probe, split: Split, batch_size: int = EVAL_BATCH_SIZE
+    model: nn.Module,
+    probe: Probe,
+    split: Split,
+    batch_size: int = EVAL_BATCH_SIZE,
+    *,
+    precision: str = "fp32",
 ) -> float:
-    """Accuracy of ``probe``'s predictions on ``split`` (a fraction in [0, 1])."""
+    """Accuracy of ``probe``'s predictions on ``split`` (a fraction in [0, 1]).
+
+    ``precision`` is ``fp32`` or ``bf16`` (mixed precision, see :mod:`ffcore.precision`).
+    """
     if len(split) == 0:
         raise FFLibError("cannot evaluate on an empty split")
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
-    for x, y in iterate_batches(split, batch_size, shuffle=False):
-        correct += (probe.predict(model, x) == y).sum()
+    with autocast(split.x.device, precision):
+        for x, y in iterate_batches(split, batch_size, shuffle=False):
+            correct += (probe.predict(model, x) == y).sum()
     model.train(was_training)
     return float(correct.item()) / len(split)
 
@@ -116,6 +126,7 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
     """Load the data and build the model, probe and negative sampler ``config`` names."""
     plugins = plugins or get_plugin_manager()
     device = resolve_device(config.device)
+    autocast(device, config.precision)  # fails now if the device cannot run that precision
     model_spec = plugins.registry("model").get(config.model)
     negatives_spec = plugins.registry("negatives").get(config.negatives)
     data = build(plugins, "dataset", config.dataset, DataSplits, **dataset_kwargs(config, plugins))
@@ -271,6 +282,7 @@ def _train(
     if run.base_lrs is None:
         run.base_lrs = current_lrs(optimizers)
     batches = num_batches(len(run.data.train), config.batch_size)
+    precision = autocast(run.device, config.precision)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
@@ -293,7 +305,8 @@ def _train(
                 run.data.train, config.batch_size, shuffle=True, generator=order, start=run.batch
             ):
                 try:
-                    loss = model.train_batch(x, y, run.negatives)
+                    with precision:
+                        loss = model.train_batch(x, y, run.negatives)
                     if check_finite and not bool(torch.isfinite(loss)):
                         raise DivergenceError(f"non-finite loss {float(loss)}")
                 except DivergenceError as exc:
@@ -317,7 +330,9 @@ def _train(
             _health_check(run, names)
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
             if run.data.val is not None and len(run.data.val):
-                metrics["val_acc"] = evaluate(model, run.probe, run.data.val)
+                metrics["val_acc"] = evaluate(
+                    model, run.probe, run.data.val, precision=config.precision
+                )
             metrics["epoch_seconds"] = time.perf_counter() - epoch_started
             run.epoch += 1
             run.batch = 0
@@ -338,7 +353,7 @@ def _train(
     for key in ("loss", "val_acc"):
         if key in metrics:
             final[key] = metrics[key]
-    final["test_acc"] = evaluate(model, run.probe, run.data.test)
+    final["test_acc"] = evaluate(model, run.probe, run.data.test, precision=config.precision)
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
     return final

@@ -13,6 +13,7 @@ from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.context import plugin_manager_for
 from ffcore.devices import resolve_device
+from ffcore.precision import PRECISIONS, check_precision
 from ffcore.registry import create_probe, load_dataset
 from ffcore.training import evaluate
 
@@ -43,6 +44,11 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
 @click.option("--probe", help="Probe name (default: the one it was trained with).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
 @click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    help="fp32 or bf16 (mixed precision). [default: the precision it was trained at]",
+)
+@click.option(
     "--stats",
     is_flag=True,
     help="Print weight statistics and sparsity per layer instead of testing (needs no data).",
@@ -64,6 +70,7 @@ def eval_command(
     download: bool | None,
     probe: str | None,
     device: str,
+    precision: str | None,
     stats: bool,
     sparsity_kinds: tuple[str, ...],
     as_json: bool,
@@ -88,7 +95,11 @@ def eval_command(
     probe_name = probe or meta.get("probe") or loaded.model.default_probe
     probe_obj = create_probe(probe_name)
     probe_obj.check(loaded.model)
-    accuracy = evaluate(loaded.model, probe_obj, data.test.to(target))
+    saved_config: dict[str, Any] = meta.get("config", {})
+    precision = precision or check_precision(
+        saved_config.get("precision", "fp32"), "precision in the checkpoint"
+    )
+    accuracy = evaluate(loaded.model, probe_obj, data.test.to(target), precision=precision)
     if as_json:
         result = {
             "checkpoint": checkpoint,
@@ -96,11 +107,12 @@ def eval_command(
             "dataset": spec.name,
             "probe": probe_name,
             "epoch": meta.get("epoch"),
+            "precision": precision,
             "test_acc": accuracy,
         }
         click.echo(json.dumps(result))
         return
     click.echo(
         f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {spec.name}: "
-        f"test accuracy {100 * accuracy:.2f}%"
+        f"test accuracy {100 * accuracy:.2f}%" + ("" if precision == "fp32" else f" ({precision})")
     )

@@ -14,6 +14,7 @@ from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.progress import ClickProgress
 from ffcore.config import build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
+from ffcore.precision import PRECISIONS
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run, save_run
 from ffcore.training import build_run, train
@@ -90,6 +91,11 @@ def count_parameters(model: Any) -> int:
 @click.option("--probe", help="Probe name (default: the model's own).")
 @click.option("--seed", type=int, help="Random seed. [default: 0]")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")
+@click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    help="fp32, or bf16: mixed precision, matrix products in bfloat16. [default: fp32]",
+)
 @click.option("--val-split", type=float, help="Fraction of training data for validation.")
 @click.option("--use", "-u", type=float, help="Fraction of the data set to use, in (0, 1].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
@@ -158,12 +164,13 @@ def train_command(
     data = run.data
     out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
     if not as_json:
+        bf16 = config.precision != "fp32"
         val_size = len(data.val) if data.val else 0
         sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
         click.echo(
             f"model {run.names['model']} ({parameters:,} parameters) on {run.names['dataset']} "
             f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
-            f"device {run.device}"
+            f"device {run.device}" + (f", precision {config.precision}" if bf16 else "")
         )
         if recipe:
             click.echo(

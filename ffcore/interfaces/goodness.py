@@ -8,7 +8,12 @@ from torch import Tensor
 
 
 class GoodnessFunction(ABC):
-    """Maps activations of shape ``(B, ...)`` to goodness of shape ``(B,)``."""
+    """Maps activations of shape ``(B, ...)`` to goodness of shape ``(B,)``.
+
+    Under mixed precision (``precision = "bf16"``) the activations may arrive in
+    bfloat16; return the goodness in float32 all the same (the built-in functions do),
+    since the loss and TryAll's comparison of labels need more than bfloat16's 8 bits.
+    """
 
     @abstractmethod
     def __call__(self, h: Tensor) -> Tensor:

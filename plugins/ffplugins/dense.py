@@ -68,18 +68,22 @@ class _TiledLinear(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        x, codes = inputs[0], inputs[1]
+        x, codes, weight = inputs[0], inputs[1], inputs[2]
         ctx.save_for_backward(x, codes)
+        ctx.weight_dtype = weight.dtype
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor, None]:
         x, codes = ctx.saved_tensors
+        # Under autocast the forward matmuls ran in a lower precision and ``grad`` has
+        # that dtype: the weight gradient's matmuls run in it too, cast back at the end.
+        x, codes = x.to(grad.dtype), codes.to(grad.dtype)
         batch, width = x.shape
         grad_weight = grad.new_empty(grad.shape[1], width + codes.shape[1])
         image_grad = grad.view(-1, batch, grad.shape[1]).sum(0)
         torch.mm(image_grad.t(), x, out=grad_weight[:, :width])
         torch.mm(grad.t(), codes, out=grad_weight[:, width:])
-        return None, None, grad_weight, None
+        return None, None, grad_weight.to(ctx.weight_dtype), None
 
 
 class FFDense(FFLayer):
@@ -291,10 +295,14 @@ class FFDense(FFLayer):
     def _finish(self, pre: Tensor, scale: Tensor) -> Tensor:
         """Scale, bias and activation of an unnormalised pre-activation (in place if no grad)."""
         inplace = not pre.requires_grad
-        pre = pre.mul_(scale) if inplace else pre * scale
-        if self.linear.bias is not None:
-            pre = pre.add_(self.linear.bias) if inplace else pre + self.linear.bias
-        return self.activate(pre)
+        bias = self.linear.bias
+        if inplace:
+            # Under autocast ``pre`` may be bfloat16: in-place arithmetic with float32
+            # operands takes a path many times slower than with operands of its own dtype.
+            pre = pre.mul_(scale.to(pre.dtype))
+            return self.activate(pre if bias is None else pre.add_(bias.to(pre.dtype)))
+        pre = pre * scale
+        return self.activate(pre if bias is None else pre + bias)
 
     def extra_repr(self) -> str:
         direction = "maximise" if self.maximise else "minimise"

@@ -9,9 +9,16 @@ from ffcore import hookimpl
 from ffcore.hookspecs import Register
 from ffcore.interfaces import GoodnessFunction
 
+#: Activation dtypes whose goodness is computed in float32 (mixed precision hands them over).
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
 
 def _sum_squares(h: Tensor) -> Tensor:
     flat = h.reshape(h.shape[0], -1)
+    if flat.dtype in _LOW_PRECISION:
+        # A bfloat16 sum near the threshold (the width) is off by several units: enough
+        # to move the loss and to reorder TryAll's labels.
+        flat = flat.float()
     if flat.requires_grad:
         return flat.square().sum(dim=1)
     # Inference: one reduction pass, no full-size temporary.

@@ -92,6 +92,21 @@ def test_train_json_summary_and_eval(tmp_path: Path) -> None:
     assert evaluated["epoch"] == 2
 
 
+def test_bf16_precision_is_saved_and_eval_uses_it_unless_told(tmp_path: Path) -> None:
+    out = tmp_path / "mixed.pt"
+    result = invoke("train", *TINY, "--precision", "bf16", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["config"]["precision"] == "bf16"
+    evaluated = json.loads(invoke("eval", str(out), "--json").output)
+    assert evaluated["precision"] == "bf16"
+    assert evaluated["test_acc"] == pytest.approx(summary["test_acc"])
+    assert json.loads(invoke("eval", str(out), "--precision", "fp32", "--json").output)[
+        "precision"
+    ] == ("fp32")
+    assert "(bf16)" in invoke("eval", str(out)).output
+
+
 def test_train_human_output_and_config_file(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text('layers = [32]\nepochs = 1\nnegatives = "inverse"\n', encoding="utf-8")
@@ -146,6 +161,7 @@ def test_parse_component_option() -> None:
             "no data in /nonexistent-dir/MNIST/raw",
         ),
         (["--threshold", "3", "-O", "model.colour=1"], "'colour'"),
+        (["--precision", "fp16"], "'fp16' is not one of 'fp32', 'bf16'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], expected: str) -> None:

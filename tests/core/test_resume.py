@@ -41,11 +41,13 @@ def uninterrupted(**extra: object) -> tuple[dict[str, torch.Tensor], TrainingRun
     return final_weights(run), run
 
 
-@pytest.mark.parametrize("negatives", ["random", "hard"])
+@pytest.mark.parametrize(
+    ("negatives", "precision"), [("random", "fp32"), ("hard", "fp32"), ("random", "bf16")]
+)
 def test_resume_mid_epoch_is_bitwise_equal(
-    negatives: str, tmp_path: Path, manager: FFPluginManager
+    negatives: str, precision: str, tmp_path: Path, manager: FFPluginManager
 ) -> None:
-    expected, reference = uninterrupted(negatives=negatives)
+    expected, reference = uninterrupted(negatives=negatives, precision=precision)
     path = tmp_path / "run.pt"
 
     class StopAt:
@@ -57,7 +59,8 @@ def test_resume_mid_epoch_is_bitwise_equal(
                 os.kill(os.getpid(), signal.SIGINT)
 
     manager.register(StopAt(), name="stop-at")
-    run = build_run(TrainConfig(**{**CONFIG, "negatives": negatives}), manager)  # type: ignore[arg-type]
+    settings = {**CONFIG, "negatives": negatives, "precision": precision}
+    run = build_run(TrainConfig(**settings), manager)  # type: ignore[arg-type]
     with pytest.raises(TrainingInterrupted) as info:
         train(run, checkpoint=lambda current: save_run(current, path))
     assert info.value.signum == signal.SIGINT

@@ -9,6 +9,7 @@ from torch import Tensor
 import ffcore
 from ffcore.errors import InvalidValueError
 from ffcore.interfaces import FFLayer
+from ffcore.precision import autocast
 from ffplugins.dense import FFDense, FFLinear
 from ffplugins.goodness import MeanSquares
 
@@ -340,3 +341,34 @@ def test_tiled_and_appended_inputs_are_checked() -> None:
         layer.image_drive(torch.randn(5, 12))
     with pytest.raises(InvalidValueError, match="drive"):
         layer.forward_appended(torch.randn(5, 9), torch.eye(3), torch.randn(4, 7))
+
+
+def test_tiled_step_under_bf16_autocast_has_fp32_gradients_close_to_fp32() -> None:
+    """The tiled matmul's hand-written backward runs in the forward's bfloat16 and hands
+    the optimizer a float32 gradient."""
+    torch.manual_seed(0)
+    layer = FFDense(40, 16)
+    images, codes = torch.randn(8, 30), torch.randn(16, 10)
+    torch.autograd.backward(layer.goodness(layer.forward_tiled(images, codes)).sum())
+    reference = layer.weight.grad
+    assert reference is not None
+    layer.weight.grad = None
+    with autocast("cpu", "bf16"):
+        h = layer.forward_tiled(images, codes)
+        torch.autograd.backward(layer.goodness(h).sum())
+    grad = layer.weight.grad
+    assert grad is not None and grad.dtype == torch.float32
+    assert not torch.equal(grad, reference)  # the products did run in bfloat16
+    torch.testing.assert_close(grad, reference, rtol=0.05, atol=0.05 * reference.abs().max())
+
+
+def test_appended_inference_under_bf16_autocast_matches_fp32() -> None:
+    torch.manual_seed(0)
+    layer = FFDense(40, 16)
+    images, codes = torch.randn(6, 30), torch.eye(10)
+    with torch.no_grad():
+        expected = layer.forward_appended(images, codes)
+        with autocast("cpu", "bf16"):
+            mixed = layer.forward_appended(images, codes, layer.image_drive(images))
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), expected, rtol=0.03, atol=0.03)

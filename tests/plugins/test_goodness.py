@@ -100,3 +100,18 @@ def test_sum_squares_threshold_matches_unit_rms_activity() -> None:
     h = torch.ones(3, width)
     goodness = ffcore.create_goodness("sum-squares")
     torch.testing.assert_close(goodness(h), torch.full((3,), goodness.default_threshold(width)))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("name", ["sum-squares", "mean-squares", "neg-sum-squares"])
+def test_bfloat16_activations_give_float32_goodness(name: str, requires_grad: bool) -> None:
+    """Mixed precision hands over bfloat16 activations; a bfloat16 sum of 2000 squares
+    near 2000 would be off by several units, so the sum is taken in float32."""
+    h = (torch.rand(3, 2000) * 2).to(torch.bfloat16).requires_grad_(requires_grad)
+    goodness = ffcore.create_goodness(name)
+    g = goodness(h)
+    assert g.dtype == torch.float32
+    torch.testing.assert_close(g, goodness(h.detach().float()))
+    if requires_grad:
+        torch.autograd.backward(g.sum())
+        assert h.grad is not None and h.grad.dtype == torch.bfloat16

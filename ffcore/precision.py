@@ -1,0 +1,60 @@
+"""Numeric precision of training and prediction: ``fp32`` or mixed ``bf16``.
+
+``fp32`` (the default) computes everything in 32-bit floats. ``bf16`` is mixed
+precision, as PyTorch's automatic mixed precision does it: the matrix products run in
+bfloat16 (through :func:`torch.autocast`) while the weights, the optimizer state, the
+goodness and the losses stay in 32-bit floats. Where the hardware multiplies bfloat16
+natively (CPUs with AMX or AVX512-BF16, recent GPUs) that makes the products several
+times faster; elsewhere it can be slower than ``fp32``.
+
+Layers take no part in choosing: code that wants a product in full precision under
+``bf16`` casts it, as code under :func:`torch.autocast` always may.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from ffcore.errors import InvalidValueError
+
+#: Precision names and the dtype their matrix products run in (``None``: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+#: Device types whose autocast supports bfloat16.
+_AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+def check_precision(precision: str, field: str = "precision") -> str:
+    """Return ``precision`` if it names one of :data:`PRECISIONS`, else fail naming it."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise InvalidValueError(field, precision, " or ".join(map(repr, PRECISIONS)))
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str) -> AbstractContextManager[object]:
+    """The context that runs code at ``precision`` on ``device``.
+
+    ``fp32`` gives a context that changes nothing; ``bf16`` gives ``torch.autocast``
+    over ``device``'s type with bfloat16 and no cast cache. Use it around training steps
+    and predictions alike::
+
+        with autocast(device, "bf16"):
+            loss = model.train_batch(x, y, negatives)
+    """
+    dtype = PRECISIONS[check_precision(precision)]
+    if dtype is None:
+        return nullcontext()
+    device_type = torch.device(device).type
+    if device_type not in _AUTOCAST_DEVICES:
+        raise InvalidValueError(
+            "precision",
+            precision,
+            f"'fp32' on device type {device_type!r} (bf16 needs one of "
+            f"{', '.join(_AUTOCAST_DEVICES)})",
+        )
+    # No cast cache: autocast would otherwise keep each weight's bfloat16 copy for the
+    # whole block, and FF layers update their weights inside it (a recurrent net many
+    # times per batch), so later passes would multiply with the weights before the update.
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
