@@ -2,10 +2,13 @@
 
     python benchmarks/speed.py              # the full comparison and the scaling tables
     python benchmarks/speed.py --quick      # fewer repeats, no scaling tables
+    python benchmarks/speed.py --precisions fp32   # leave out the mixed-precision runs
 
 It installs FFLib 0.3.0 from PyPI into a cache folder (``pip install --no-deps --target``),
 then runs every measurement in a fresh subprocess (``benchmarks/speed_worker.py``),
-alternating the two libraries round by round, with the same inputs, shapes and threads.
+alternating the libraries round by round, with the same inputs, shapes and threads.
+FFLib runs at each of ``--precisions``: ``fp32`` like FFLib 0.3.0, and ``bf16`` (mixed
+precision, matrix products in bfloat16), compared with the bfloat16 matmul ceiling.
 It prints one JSON line per measurement (name, config, median seconds, samples/s, GFLOP/s
 where the FLOPs are countable, peak MiB), then a table.
 """
@@ -66,6 +69,7 @@ def worker(
     seed_path: Path | None,
     repeats: int | None = None,
     samples: int | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -84,6 +88,8 @@ def worker(
         args.device,
         "--repeats",
         str(repeats or args.repeats),
+        "--precision",
+        precision,
     ]
     if seed_path is not None:
         command += ["--seed-path", str(seed_path)]
@@ -126,31 +132,41 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+#: The runs of each case: (key in the results, worker implementation, precision).
+def contenders(precisions: list[str]) -> list[tuple[str, str, str]]:
+    ours = [("ours" if p == "fp32" else f"ours_{p}", "ours", p) for p in precisions]
+    return [*ours, ("seed", "seed", "fp32")]
+
+
 def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
     rows = []
-    ceilings: dict[int, float] = {}
-    for batch in (128, 512):
-        runs = [
-            worker("matmul", "matmul", batch, args.width, args, None) for _ in range(args.rounds)
-        ]
-        seconds = statistics.median(r["median_seconds"] for r in runs)
-        ceilings[batch] = 4 * forward_flops(args.width) * batch / seconds / 1e9
-        emit(
-            {
-                "name": "matmul-ceiling",
-                "config": {"batch": batch, "width": args.width},
-                "median_seconds": seconds,
-                "gflops": ceilings[batch],
-            }
-        )
+    ceilings: dict[tuple[int, str], float] = {}
+    for precision in args.precisions:
+        for batch in (128, 512):
+            runs = [
+                worker("matmul", "matmul", batch, args.width, args, None, precision=precision)
+                for _ in range(args.rounds)
+            ]
+            seconds = statistics.median(r["median_seconds"] for r in runs)
+            ceilings[batch, precision] = 4 * forward_flops(args.width) * batch / seconds / 1e9
+            emit(
+                {
+                    "name": "matmul-ceiling",
+                    "config": {"batch": batch, "width": args.width, "precision": precision},
+                    "median_seconds": seconds,
+                    "gflops": ceilings[batch, precision],
+                }
+            )
+    runs_of_a_case = contenders(args.precisions)
     for case in cases(args.width):
-        measured: dict[str, list[dict[str, Any]]] = {"ours": [], "seed": []}
+        measured: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in runs_of_a_case}
         slow = case.name.startswith("ffrnn") or case.samples >= 1000
         repeats = 3 if slow else None
         for round_index in range(args.rounds):
-            order = ("ours", "seed") if round_index % 2 == 0 else ("seed", "ours")
-            for impl in order:
-                measured[impl].append(
+            # rotate the order each round, so no library always runs first
+            shift = round_index % len(runs_of_a_case)
+            for key, impl, precision in runs_of_a_case[shift:] + runs_of_a_case[:shift]:
+                measured[key].append(
                     worker(
                         impl,
                         case.name,
@@ -159,6 +175,7 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
                         args,
                         seed_path if impl == "seed" else None,
                         repeats,
+                        precision=precision,
                     )
                 )
         row: dict[str, Any] = {
@@ -170,16 +187,22 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
                 "device": args.device,
             },
         }
-        for impl, runs in measured.items():
+        for key, runs in measured.items():
             seconds = statistics.median(r["median_seconds"] for r in runs)
-            row[f"{impl}_seconds"] = seconds
-            row[f"{impl}_samples_per_s"] = case.samples / seconds
-            row[f"{impl}_peak_mib"] = max(r["peak_mib"] for r in runs)
-        row["ratio"] = row["ours_samples_per_s"] / row["seed_samples_per_s"]
-        if case.flops_per_sample:
-            row["gflops"] = row["ours_samples_per_s"] * case.flops_per_sample / 1e9
-        if case.ceiling_batch:
-            row["ceiling_fraction"] = row["gflops"] / ceilings[case.ceiling_batch]
+            row[f"{key}_seconds"] = seconds
+            row[f"{key}_samples_per_s"] = case.samples / seconds
+            row[f"{key}_peak_mib"] = max(r["peak_mib"] for r in runs)
+        for key, impl, precision in runs_of_a_case:
+            if impl != "ours":
+                continue
+            suffix = key[len("ours") :]  # "" for fp32, "_bf16"
+            row[f"ratio{suffix}"] = row[f"{key}_samples_per_s"] / row["seed_samples_per_s"]
+            if case.flops_per_sample:
+                gflops = row[f"{key}_samples_per_s"] * case.flops_per_sample / 1e9
+                row[f"gflops{suffix}"] = gflops
+                if case.ceiling_batch:
+                    ceiling = ceilings[case.ceiling_batch, precision]
+                    row[f"ceiling_fraction{suffix}"] = gflops / ceiling
         emit(row)
         rows.append(row)
     overhead = worker("ours", "epoch-overhead", 128, args.width, args, None)
@@ -229,21 +252,25 @@ def scaling(args: argparse.Namespace) -> None:
         )
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print()
-    header = (
-        f"{'case':<14}{'batch':>7}{'0.3.0 /s':>11}{'ours /s':>11}{'ratio':>7}"
-        f"{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
-    )
-    print(header)
-    for row in rows:
-        gflops = f"{row['gflops']:.0f}" if "gflops" in row else "-"
-        ceiling = f"{100 * row['ceiling_fraction']:.0f}" if "ceiling_fraction" in row else "-"
+def print_table(rows: list[dict[str, Any]], precisions: list[str]) -> None:
+    """One table per precision of ours, each against FFLib 0.3.0 (always fp32)."""
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        key = f"ours{suffix}"
+        print(f"\nFFLib at {precision}, FFLib 0.3.0 at fp32 (% ceil: of the {precision} ceiling)")
         print(
-            f"{row['name']:<14}{row['config']['batch']:>7}{row['seed_samples_per_s']:>11.0f}"
-            f"{row['ours_samples_per_s']:>11.0f}{row['ratio']:>7.2f}{gflops:>9}{ceiling:>8}"
-            f"{row['seed_peak_mib']:>11.0f}{row['ours_peak_mib']:>10.0f}"
+            f"{'case':<14}{'batch':>7}{'0.3.0 /s':>11}{'ours /s':>11}{'ratio':>7}"
+            f"{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
         )
+        for row in rows:
+            gflops = f"{row[f'gflops{suffix}']:.0f}" if f"gflops{suffix}" in row else "-"
+            fraction = row.get(f"ceiling_fraction{suffix}")
+            ceiling = f"{100 * fraction:.0f}" if fraction is not None else "-"
+            print(
+                f"{row['name']:<14}{row['config']['batch']:>7}{row['seed_samples_per_s']:>11.0f}"
+                f"{row[f'{key}_samples_per_s']:>11.0f}{row[f'ratio{suffix}']:>7.2f}{gflops:>9}"
+                f"{ceiling:>8}{row['seed_peak_mib']:>11.0f}{row[f'{key}_peak_mib']:>10.0f}"
+            )
 
 
 def main() -> None:
@@ -253,6 +280,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per run")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        default=["fp32", "bf16"],
+        help="FFLib's precisions to run (FFLib 0.3.0 always runs at fp32)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round, no scaling tables")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fflib" / "bench")
     args = parser.parse_args()
@@ -262,7 +296,7 @@ def main() -> None:
     rows = compare(args, seed_path)
     if not args.quick:
         scaling(args)
-    print_table(rows)
+    print_table(rows, args.precisions)
 
 
 if __name__ == "__main__":

@@ -268,15 +268,19 @@ def seed(case: str, batch: int, width: int, device: torch.device, repeats: int) 
 # --- the ceiling --------------------------------------------------------------------------
 
 
-def matmul(batch: int, width: int, device: torch.device, repeats: int) -> list[float]:
-    """The matmuls of one FFNet training step at these shapes, nothing else."""
+def matmul(
+    batch: int, width: int, device: torch.device, repeats: int, precision: str = "fp32"
+) -> list[float]:
+    """The matmuls of one FFNet training step at these shapes, nothing else (in bfloat16
+    for ``precision="bf16"``, the ceiling of mixed precision's products)."""
     rows = 2 * batch  # positive and negative rows
     shapes = [(FEATURES + CLASSES, width), (width, width)]
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tensors = [
         (
-            torch.randn(rows, i, device=device),
-            torch.randn(o, i, device=device),
-            torch.randn(rows, o, device=device),
+            torch.randn(rows, i, device=device, dtype=dtype),
+            torch.randn(o, i, device=device, dtype=dtype),
+            torch.randn(rows, o, device=device, dtype=dtype),
         )
         for i, o in shapes
     ]
@@ -301,14 +305,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed-path", help="where FFLib 0.3.0 was installed with --target")
     parser.add_argument("--samples", type=int, default=60_000, help="epoch size (epoch cases)")
-    parser.add_argument("--precision", default="fp32", help="ours only: fp32 or bf16")
+    parser.add_argument("--precision", default="fp32", help="ours and matmul: fp32 or bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.seed_path:
         sys.path.insert(0, args.seed_path)
     if args.impl == "matmul":
-        times = matmul(args.batch, args.width, device, args.repeats)
+        times = matmul(args.batch, args.width, device, args.repeats, args.precision)
     elif args.impl == "ours":
         times = ours(
             args.case, args.batch, args.width, device, args.repeats, args.samples, args.precision

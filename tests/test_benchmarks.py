@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
 
 from ffcore.config import TrainConfig
 from ffcore.runs import save_run
@@ -67,3 +73,67 @@ def test_speed_worker_times_an_epoch_of_the_size_asked_for() -> None:
     assert [timing["batches"] for timing in timings] == [2, 16]  # batches of 128
     for timing in timings:
         assert timing["epoch_seconds"] > 0 and 0 <= timing["outside_fraction"] < 1
+
+
+def load_speed() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("speed", BENCHMARKS / "speed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("speed", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_compares_each_precision_with_fflib_030_and_its_own_ceiling(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    speed = load_speed()
+    seconds = {
+        ("matmul", "fp32"): 0.02,
+        ("matmul", "bf16"): 0.005,
+        ("ours", "fp32"): 0.04,
+        ("ours", "bf16"): 0.01,
+        ("seed", "fp32"): 0.1,
+    }
+    calls: list[tuple[str, str, str]] = []
+
+    def fake_worker(
+        impl: str, case: str, *rest: Any, precision: str = "fp32", **options: Any
+    ) -> dict[str, Any]:
+        calls.append((impl, case, precision))
+        if case == "epoch-overhead":
+            return {"outside_fraction": 0.01, "epoch_seconds": 1.0, "batches": 1}
+        return {"median_seconds": seconds[impl, precision], "peak_mib": 100.0}
+
+    monkeypatch.setattr(speed, "worker", fake_worker)
+    args = argparse.Namespace(
+        width=2000, rounds=3, precisions=["fp32", "bf16"], threads=1, device="cpu", repeats=1
+    )
+    rows = speed.compare(args, Path("seed"))
+    train = rows[0]
+    assert train["ratio"] == pytest.approx(0.1 / 0.04)
+    assert train["ratio_bf16"] == pytest.approx(0.1 / 0.01)
+    # the matmuls of a step take half the step's time at either precision
+    assert train["ceiling_fraction"] == pytest.approx(0.5)
+    assert train["ceiling_fraction_bf16"] == pytest.approx(0.5)
+    firsts = [c for c in calls if c[1] == "ffnet-train"][::3][:3]
+    assert [(impl, precision) for impl, _, precision in firsts] == [
+        ("ours", "fp32"),
+        ("ours", "bf16"),
+        ("seed", "fp32"),
+    ]  # each round starts with another contender
+    speed.print_table(rows, args.precisions)
+    out = capsys.readouterr().out
+    assert "FFLib at fp32" in out and "FFLib at bf16" in out
+
+
+def test_speed_worker_runs_bf16_steps_and_the_bf16_ceiling() -> None:
+    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--precision", "bf16"]
+    options = ["--width", "32", "--batch", "16", "--threads", "1", "--repeats", "2"]
+    for impl in ("ours", "matmul"):
+        result = subprocess.run(
+            [*command, "--impl", impl, *options], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        timing = json.loads(result.stdout.strip().splitlines()[-1])
+        assert len(timing["times"]) == 2 and timing["median_seconds"] > 0
