@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py                                  # full Fashion-MNIST
     python benchmarks/accuracy.py --dataset digits --epochs 30     # seconds, offline
     python benchmarks/accuracy.py --variants default symba bp      # a subset
+    python benchmarks/accuracy.py --variants recipe --precision bf16   # mixed precision
 
 Trains FFNet with FFLib 0.3.0's settings (``seed``), with FFLib's defaults, with each
 training option switched on alone (the ablation), the best recipe found
@@ -69,7 +70,7 @@ class TestCurve:
     @hookimpl
     def fflib_epoch_end(self, run: TrainingRun, epoch: int, metrics: dict[str, float]) -> None:
         seconds = sum(entry["epoch_seconds"] for entry in run.history)
-        accuracy = evaluate(run.model, run.probe, run.data.test)
+        accuracy = evaluate(run.model, run.probe, run.data.test, precision=run.config.precision)
         self.points.append({"epoch": epoch + 1, "seconds": seconds, "test_acc": accuracy})
         print(
             f"  epoch {epoch + 1}: test {100 * accuracy:.2f}% at {seconds:.0f} s", file=sys.stderr
@@ -83,6 +84,7 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
         "use": args.use,
         "seed": args.seed,
         "device": args.device,
+        "precision": args.precision,
     }
     if args.layers:
         common["layers"] = args.layers
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument(
         "--curve", action="store_true", help="test accuracy after every epoch (slower)"

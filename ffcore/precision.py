@@ -22,8 +22,9 @@ from ffcore.errors import InvalidValueError
 #: Precision names and the dtype their matrix products run in (``None``: no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
-#: Device types whose autocast supports bfloat16.
-_AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
+#: Device types where FFLib offers bfloat16 autocast. Others (MPS...) are refused with a
+#: clear error rather than left to torch, which may turn autocast off with only a warning.
+_AUTOCAST_DEVICES = ("cpu", "cuda")
 
 
 def check_precision(precision: str, field: str = "precision") -> str:

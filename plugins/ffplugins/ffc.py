@@ -157,7 +157,8 @@ class FFC(FFNet):
         start = 0
         for h in self.layer_activations(x):
             block = weight[:, start : start + h.shape[1]]
-            logits = torch.addmm(logits, h, block.t())
+            # one product per layer; under mixed precision the scores add up in float32
+            logits = logits + (h @ block.t()).to(logits.dtype)
             start += h.shape[1]
         return logits
 

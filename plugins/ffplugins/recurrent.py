@@ -124,7 +124,15 @@ class FFRecurrentLayer(FFLayer):
         Reusable while ``below`` stays the same (the input image, across frames and, for
         TryAll, across labels): pass it to :meth:`step` as ``drive``.
         """
-        return F.linear(self.normalize(below, self.fw_features, "below"), self.fw, self.bias)
+        below = self.normalize(below, self.fw_features, "below")
+        return self._full_precision(F.linear(below, self.fw, self.bias))
+
+    def _full_precision(self, product: Tensor) -> Tensor:
+        """A product in the weights' dtype: under mixed precision it comes out in
+        bfloat16, and the sums, activation and state mixing run in float32 (the label's
+        top-down drive is a small part of the sum, and states feed later frames)."""
+        dtype = self.fw.dtype
+        return product if product.dtype == dtype else product.to(dtype)
 
     def step(
         self,
@@ -151,7 +159,8 @@ class FFRecurrentLayer(FFLayer):
                 raise InvalidValueError(
                     "above shape", tuple(above.shape), f"{drive.shape[0]} rows, as below has"
                 )
-            drive = drive + F.linear(self.normalize(above, self.bw_features, "above"), self.bw)
+            above = self.normalize(above, self.bw_features, "above")
+            drive = drive + self._full_precision(F.linear(above, self.bw))
             fresh = True
         in_place = fresh and not drive.requires_grad
         new: Tensor = (
