@@ -1,14 +1,12 @@
 """Numeric precision of training and prediction: ``fp32`` or mixed ``bf16``.
 
 ``fp32`` (the default) computes everything in 32-bit floats. ``bf16`` is mixed
-precision, as PyTorch's automatic mixed precision does it: the matrix products run in
-bfloat16 (through :func:`torch.autocast`) while the weights, the optimizer state, the
-goodness and the losses stay in 32-bit floats. Where the hardware multiplies bfloat16
-natively (CPUs with AMX or AVX512-BF16, recent GPUs) that makes the products several
-times faster; elsewhere it can be slower than ``fp32``.
-
-Layers take no part in choosing: code that wants a product in full precision under
-``bf16`` casts it, as code under :func:`torch.autocast` always may.
+precision: the matrix products run in bfloat16 (through :func:`torch.autocast`), and
+everything else stays in 32-bit floats: the weights, the optimizer state, the
+activations (FFLib's layers cast each product back before scale, bias and activation),
+the goodness and the losses. Where the hardware multiplies bfloat16 natively (CPUs with
+AMX or AVX512-BF16, recent GPUs) the products run several times faster; elsewhere bf16
+only adds casts.
 """
 
 from __future__ import annotations

@@ -229,9 +229,9 @@ class FFDense(FFLayer):
         """``pre`` in the weights' dtype: under mixed precision the product comes out in
         bfloat16, and the scale, bias, activation and everything after run in float32.
 
-        Rounding a row's normalising factor to bfloat16 scales the row by up to 0.4%, a
-        different amount for every label TryAll tries: enough to reorder close labels
-        (a 3-epoch Fashion-MNIST FFNet lost 3.5% test accuracy to it).
+        Rounding a row's normalising factor to bfloat16 moves the row's goodness by up to
+        0.4%, a different amount for every label TryAll tries: enough to reorder close
+        labels (a 3-epoch Fashion-MNIST FFNet lost 3.5% test accuracy to it).
         """
         dtype = self.linear.weight.dtype
         return pre if pre.dtype == dtype else pre.to(dtype)

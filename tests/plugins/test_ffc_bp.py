@@ -13,6 +13,7 @@ import ffcore
 from ffcore.checkpoint import load_checkpoint, save_checkpoint
 from ffcore.config import TrainConfig
 from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.precision import autocast
 from ffcore.training import build_run, train
 from ffplugins.bp import BackpropMLP
 from ffplugins.dense import FFDense
@@ -306,3 +307,14 @@ def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
     )
     loaded = load_checkpoint(path).model
     assert torch.equal(model.logits(x), loaded.logits(x))  # type: ignore[operator]
+
+
+def test_ffc_logits_under_bf16_are_fp32_and_close_to_fp32() -> None:
+    model = make_ffc()
+    x = torch.randn(5, 1, 4, 4)
+    with torch.no_grad():
+        expected = model.logits(x)
+        with autocast("cpu", "bf16"):
+            mixed = model.logits(x)
+    assert mixed.dtype == torch.float32  # the layers' scores add up in float32
+    torch.testing.assert_close(mixed, expected, rtol=0.02, atol=0.02)

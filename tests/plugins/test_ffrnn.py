@@ -20,6 +20,7 @@ from ffcore.cli.main import cli
 from ffcore.config import TrainConfig
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError
 from ffcore.interfaces import FFLayer, FFModel, LabelScorer, LayerStepResult
+from ffcore.precision import autocast
 from ffcore.training import TrainingRun, build_run, train
 from ffplugins.ffrnn import FFRNN, parse_test_frames
 from ffplugins.recurrent import FFRecurrentLayer
@@ -622,3 +623,23 @@ def test_checkpoint_round_trip_keeps_scores(tmp_path: Path) -> None:
     assert isinstance(loaded, FFRNN)
     assert torch.equal(loaded.goodness_per_label(x), model.goodness_per_label(x))
     assert loaded.test_frames == (2, 3)
+
+
+def test_bf16_products_leave_states_and_scores_in_fp32_close_to_fp32() -> None:
+    """Mixed precision: only the products run in bfloat16; the states that feed later
+    frames, and the label scores, stay float32 and close to the float32 run's."""
+    torch.manual_seed(0)
+    model = _small_rnn(layers=(32, 24), num_classes=4)
+    x = torch.randn(6, 1, 3, 3)
+    with torch.no_grad():
+        expected_states = model(x, torch.arange(6) % 4)
+        expected_scores = model.goodness_per_label(x)
+        with autocast("cpu", "bf16"):
+            states = model(x, torch.arange(6) % 4)
+            scores = model.goodness_per_label(x)
+    assert [s.dtype for s in states] == [torch.float32, torch.float32]
+    assert scores.dtype == torch.float32
+    assert not torch.equal(scores, expected_scores)  # the products did run in bfloat16
+    for state, expected in zip(states, expected_states, strict=True):
+        torch.testing.assert_close(state, expected, rtol=0.03, atol=0.03)
+    torch.testing.assert_close(scores, expected_scores, rtol=0.01, atol=0.05)
