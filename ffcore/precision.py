@@ -57,3 +57,16 @@ def autocast(device: torch.device | str, precision: str) -> AbstractContextManag
     # whole block, and FF layers update their weights inside it (a recurrent net many
     # times per batch), so later passes would multiply with the weights before the update.
     return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
+
+
+def full_precision(device: torch.device | str) -> AbstractContextManager[object]:
+    """A block that runs in the tensors' own precision even inside :func:`autocast`.
+
+    For small products whose result must not be rounded to bfloat16 (a label code's
+    share of a pre-activation, a read-out's ten class scores): they cost little in
+    float32 and carry what bfloat16 would lose.
+    """
+    device_type = torch.device(device).type
+    if not torch.is_autocast_enabled(device_type):
+        return nullcontext()
+    return torch.autocast(device_type, enabled=False)

@@ -14,6 +14,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
 from ffcore.optim import make_optimizer
+from ffcore.precision import full_precision
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -99,10 +100,7 @@ class _TiledLinear(torch.autograd.Function):
 def full_precision_product(x: Tensor, weight: Tensor) -> Tensor:
     """``x @ weight.t()`` in ``weight``'s dtype, even under autocast (for small products
     whose result must not be rounded to bfloat16, like a label code's)."""
-    device = x.device.type
-    if not torch.is_autocast_enabled(device):
-        return x @ weight.t()
-    with torch.autocast(device, enabled=False):
+    with full_precision(x.device):
         return x.to(weight.dtype) @ weight.t()
 
 

@@ -15,6 +15,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, NegativeSampler
 from ffcore.optim import check_lr, make_optimizer
+from ffcore.precision import full_precision
 from ffplugins.ffnet import FFNet, build_layer_stack, input_width
 
 SCHEDULES = ("two-phase", "joint")
@@ -151,14 +152,17 @@ class FFC(FFNet):
         """
         cached = self._neutral_pass
         if cached is not None and cached[0] is x:
-            logits: Tensor = self.classifier(cached[1])
+            with full_precision(x.device):
+                logits: Tensor = self.classifier(cached[1])
             return logits
         weight, logits = self.classifier.weight, self.classifier.bias
         start = 0
         for h in self.layer_activations(x):
             block = weight[:, start : start + h.shape[1]]
-            # one product per layer; under mixed precision the scores add up in float32
-            logits = logits + (h @ block.t()).to(logits.dtype)
+            # The read-out is tiny next to the layers (ten outputs): float32 even under
+            # mixed precision, where it costs less than casting h to bfloat16 would.
+            with full_precision(x.device):
+                logits = torch.addmm(logits, h, block.t())
             start += h.shape[1]
         return logits
 
@@ -179,8 +183,10 @@ class FFC(FFNet):
         return ff_loss + self._train_classifier(features, y)
 
     def _train_classifier(self, features: Tensor, y: Tensor) -> Tensor:
-        """One cross-entropy step of the classifier on (detached) features."""
-        loss = F.cross_entropy(self.classifier(features), y)
+        """One cross-entropy step of the classifier on (detached) features, in float32
+        even under mixed precision (see :meth:`logits`)."""
+        with full_precision(features.device):
+            loss = F.cross_entropy(self.classifier(features), y)
         self.classifier_optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         self.classifier_optimizer.step()

@@ -318,3 +318,15 @@ def test_ffc_logits_under_bf16_are_fp32_and_close_to_fp32() -> None:
             mixed = model.logits(x)
     assert mixed.dtype == torch.float32  # the layers' scores add up in float32
     torch.testing.assert_close(mixed, expected, rtol=0.02, atol=0.02)
+
+
+def test_ffc_read_out_trains_in_fp32_under_bf16() -> None:
+    """The read-out has ten outputs: mixed precision leaves it in float32."""
+    model = make_ffc(schedule="joint")
+    model.on_epoch_start(0, 2)
+    seen: list[torch.dtype] = []
+    model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x, y = torch.randn(8, 1, 4, 4), torch.arange(8) % 3
+    with autocast("cpu", "bf16"):
+        model.train_batch(x, y, ffcore.create_negatives("random"))
+    assert seen == [torch.float32]
