@@ -132,9 +132,15 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-#: The runs of each case: (key in the results, worker implementation, precision).
+def suffix(precision: str) -> str:
+    """What the result keys of FFLib at ``precision`` end with: ``ours_bf16``, ``ratio_bf16``
+    (nothing for fp32: ``ours``, ``ratio``)."""
+    return "" if precision == "fp32" else f"_{precision}"
+
+
 def contenders(precisions: list[str]) -> list[tuple[str, str, str]]:
-    ours = [("ours" if p == "fp32" else f"ours_{p}", "ours", p) for p in precisions]
+    """The runs of each case: (key in the results, worker implementation, precision)."""
+    ours = [(f"ours{suffix(p)}", "ours", p) for p in precisions]
     return [*ours, ("seed", "seed", "fp32")]
 
 
@@ -192,17 +198,16 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
             row[f"{key}_seconds"] = seconds
             row[f"{key}_samples_per_s"] = case.samples / seconds
             row[f"{key}_peak_mib"] = max(r["peak_mib"] for r in runs)
-        for key, impl, precision in runs_of_a_case:
-            if impl != "ours":
-                continue
-            suffix = key[len("ours") :]  # "" for fp32, "_bf16"
-            row[f"ratio{suffix}"] = row[f"{key}_samples_per_s"] / row["seed_samples_per_s"]
+        for precision in args.precisions:
+            end = suffix(precision)
+            speed = row[f"ours{end}_samples_per_s"]
+            row[f"ratio{end}"] = speed / row["seed_samples_per_s"]
             if case.flops_per_sample:
-                gflops = row[f"{key}_samples_per_s"] * case.flops_per_sample / 1e9
-                row[f"gflops{suffix}"] = gflops
+                gflops = speed * case.flops_per_sample / 1e9
+                row[f"gflops{end}"] = gflops
                 if case.ceiling_batch:
                     ceiling = ceilings[case.ceiling_batch, precision]
-                    row[f"ceiling_fraction{suffix}"] = gflops / ceiling
+                    row[f"ceiling_fraction{end}"] = gflops / ceiling
         emit(row)
         rows.append(row)
     overhead = worker("ours", "epoch-overhead", 128, args.width, args, None)
@@ -255,20 +260,20 @@ def scaling(args: argparse.Namespace) -> None:
 def print_table(rows: list[dict[str, Any]], precisions: list[str]) -> None:
     """One table per precision of ours, each against FFLib 0.3.0 (always fp32)."""
     for precision in precisions:
-        suffix = "" if precision == "fp32" else f"_{precision}"
-        key = f"ours{suffix}"
+        end = suffix(precision)
+        key = f"ours{end}"
         print(f"\nFFLib at {precision}, FFLib 0.3.0 at fp32 (% ceil: of the {precision} ceiling)")
         print(
             f"{'case':<14}{'batch':>7}{'0.3.0 /s':>11}{'ours /s':>11}{'ratio':>7}"
             f"{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
         )
         for row in rows:
-            gflops = f"{row[f'gflops{suffix}']:.0f}" if f"gflops{suffix}" in row else "-"
-            fraction = row.get(f"ceiling_fraction{suffix}")
+            gflops = f"{row[f'gflops{end}']:.0f}" if f"gflops{end}" in row else "-"
+            fraction = row.get(f"ceiling_fraction{end}")
             ceiling = f"{100 * fraction:.0f}" if fraction is not None else "-"
             print(
                 f"{row['name']:<14}{row['config']['batch']:>7}{row['seed_samples_per_s']:>11.0f}"
-                f"{row[f'{key}_samples_per_s']:>11.0f}{row[f'ratio{suffix}']:>7.2f}{gflops:>9}"
+                f"{row[f'{key}_samples_per_s']:>11.0f}{row[f'ratio{end}']:>7.2f}{gflops:>9}"
                 f"{ceiling:>8}{row['seed_peak_mib']:>11.0f}{row[f'{key}_peak_mib']:>10.0f}"
             )
 

@@ -14,7 +14,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
 from ffcore.optim import make_optimizer
-from ffcore.precision import full_precision
+from ffcore.precision import cast_back, full_precision
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -93,7 +93,7 @@ class _TiledLinear(torch.autograd.Function):
             grad_weight[:, :width] = product
         # (codes^T · grad)^T: the long side of the product in rows is half the time of
         # grad^T · codes at these shapes (2000x256 by 256x10)
-        grad_weight[:, width:] = (codes.to(grad.dtype).t() @ grad).t()
+        grad_weight[:, width:] = (codes.t() @ grad).t()
         return None, None, grad_weight, None
 
 
@@ -223,18 +223,7 @@ class FFDense(FFLayer):
         return INPLACE_ACTIVATIONS[self.activation_name](pre)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.activate(self._full_precision(self.linear(self.normalize(x))))
-
-    def _full_precision(self, pre: Tensor) -> Tensor:
-        """``pre`` in the weights' dtype: under mixed precision the product comes out in
-        bfloat16, and the scale, bias, activation and everything after run in float32.
-
-        Rounding a row's normalising factor to bfloat16 moves the row's goodness by up to
-        0.4%, a different amount for every label TryAll tries: enough to reorder close
-        labels (a 3-epoch Fashion-MNIST FFNet lost 3.5% test accuracy to it).
-        """
-        dtype = self.linear.weight.dtype
-        return pre if pre.dtype == dtype else pre.to(dtype)
+        return self.activate(cast_back(self.linear(self.normalize(x)), self.linear.weight))
 
     def image_drive(self, x: Tensor) -> Tensor:
         """``W_x · x`` (no gradient): the image's share of the pre-activation, ``(B, out)``.
@@ -258,7 +247,7 @@ class FFDense(FFLayer):
         x = self._check_appended(x, tails.shape[1])
         weight = self.linear.weight
         if drive is None:
-            image_part = self._full_precision(x @ weight[:, : x.shape[1]].t()).unsqueeze(1)
+            image_part = cast_back(x @ weight[:, : x.shape[1]].t(), weight).unsqueeze(1)
         else:
             image_part = self._image_part(x, drive).unsqueeze(1)  # (B, 1, out)
         tail_part = full_precision_product(tails, weight[:, x.shape[1] :]).unsqueeze(0)
@@ -304,7 +293,8 @@ class FFDense(FFLayer):
         """``W_x · x`` without a gradient: ``drive`` after checking its shape, or computed."""
         if drive is None:
             with torch.no_grad():
-                return self._full_precision(x @ self.linear.weight[:, : x.shape[1]].t())
+                weight = self.linear.weight
+                return cast_back(x @ weight[:, : x.shape[1]].t(), weight)
         if drive.shape != (x.shape[0], self.out_features):
             raise InvalidValueError(
                 "drive", tuple(drive.shape), f"({x.shape[0]}, {self.out_features}): W_x · x"
@@ -324,7 +314,6 @@ class FFDense(FFLayer):
 
     def _finish(self, pre: Tensor, scale: Tensor) -> Tensor:
         """Scale, bias and activation of an unnormalised pre-activation (in place if no grad)."""
-        pre = self._full_precision(pre)
         inplace = not pre.requires_grad
         pre = pre.mul_(scale) if inplace else pre * scale
         if self.linear.bias is not None:

@@ -156,14 +156,15 @@ class FFC(FFNet):
                 logits: Tensor = self.classifier(cached[1])
             return logits
         weight, logits = self.classifier.weight, self.classifier.bias
+        activations = self.layer_activations(x)
         start = 0
-        for h in self.layer_activations(x):
-            block = weight[:, start : start + h.shape[1]]
-            # The read-out is tiny next to the layers (ten outputs): float32 even under
-            # mixed precision, where it costs less than casting h to bfloat16 would.
-            with full_precision(x.device):
+        # The read-out is tiny next to the layers (ten outputs): float32 even under mixed
+        # precision, where it costs less than casting the activations to bfloat16 would.
+        with full_precision(x.device):
+            for h in activations:
+                block = weight[:, start : start + h.shape[1]]
                 logits = torch.addmm(logits, h, block.t())
-            start += h.shape[1]
+                start += h.shape[1]
         return logits
 
     def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:

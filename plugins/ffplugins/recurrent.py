@@ -13,6 +13,7 @@ from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult, resolve_threshold
 from ffcore.optim import make_optimizer
+from ffcore.precision import cast_back
 from ffplugins.dense import ACTIVATIONS, INPLACE_ACTIVATIONS, NORMS, input_scale
 
 
@@ -125,14 +126,9 @@ class FFRecurrentLayer(FFLayer):
         TryAll, across labels): pass it to :meth:`step` as ``drive``.
         """
         below = self.normalize(below, self.fw_features, "below")
-        return self._full_precision(F.linear(below, self.fw, self.bias))
-
-    def _full_precision(self, product: Tensor) -> Tensor:
-        """A product in the weights' dtype: under mixed precision it comes out in
-        bfloat16, and the sums, activation and state mixing run in float32 (the label's
-        top-down drive is a small part of the sum, and states feed later frames)."""
-        dtype = self.fw.dtype
-        return product if product.dtype == dtype else product.to(dtype)
+        # cast back from bfloat16 under mixed precision: the sums, activation and state
+        # mixing stay float32 (the label's top-down drive is a small part of the sum)
+        return cast_back(F.linear(below, self.fw, self.bias), self.fw)
 
     def step(
         self,
@@ -160,7 +156,7 @@ class FFRecurrentLayer(FFLayer):
                     "above shape", tuple(above.shape), f"{drive.shape[0]} rows, as below has"
                 )
             above = self.normalize(above, self.bw_features, "above")
-            drive = drive + self._full_precision(F.linear(above, self.bw))
+            drive = drive + cast_back(F.linear(above, self.bw), self.bw)
             fresh = True
         in_place = fresh and not drive.requires_grad
         new: Tensor = (
