@@ -26,3 +26,13 @@ class GoodnessFunction(ABC):
         It makes goodness and threshold agree in scale: ``num_features`` for a sum of
         squares of unit-RMS activity, a constant for a mean.
         """
+
+    def square_sum_scale(self, num_features: int) -> float | None:
+        """``c`` when this goodness is ``c · Σ h²`` over a layer's ``num_features`` units,
+        else ``None`` (the default).
+
+        A layer may then compute the goodness together with its activation in one fused
+        step, forward and backward (FFDense does, for ``relu`` and ``identity``), instead
+        of calling this function on the activations. Only say so if it is exactly true.
+        """
+        return None

@@ -135,15 +135,17 @@ class FFLayer(nn.Module, ABC):
         """A regulariser added to the FF loss (e.g. peer normalisation); none by default."""
         return None
 
-    def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
+    def update(self, h: Tensor, num_pos: int, *, goodness: Tensor | None = None) -> LayerStepResult:
         """Take the optimizer step for activations ``h`` (positives first, then negatives).
 
         The shared tail of every layer's training step: goodness, loss, the non-finite
         check (when ``check_finite``: a NaN/inf loss raises before any weight changes),
         backward, step, and the ``alive`` flag. Layers whose forward pass differs (e.g.
-        recurrent ones) compute ``h`` their own way and call this.
+        recurrent ones) compute ``h`` their own way and call this. ``goodness`` is ``h``'s
+        goodness when the layer computed it together with ``h`` (a fused step, see
+        :meth:`GoodnessFunction.square_sum_scale`); it must equal ``goodness_fn(h)``.
         """
-        g = self.goodness_fn(h)
+        g = self.goodness_fn(h) if goodness is None else goodness
         loss = self.loss(g[:num_pos], g[num_pos:])
         extra = self.extra_loss(h, num_pos)
         if extra is not None:

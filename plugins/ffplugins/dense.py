@@ -12,9 +12,16 @@ from torch import Tensor, nn
 from ffcore import create_goodness, create_loss, hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
+from ffcore.interfaces import (
+    FFLayer,
+    FFLoss,
+    GoodnessFunction,
+    LayerStepResult,
+    resolve_threshold,
+)
 from ffcore.optim import make_optimizer
 from ffcore.precision import cast_back, full_precision
+from ffplugins.fused import activation_goodness, fused_goodness_scale
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -123,6 +130,8 @@ class FFDense(FFLayer):
     """
 
     peer_mean: Tensor
+    #: The activations and goodness of the last differentiable forward pass, when fused.
+    _fused_goodness: tuple[Tensor, Tensor] | None = None
 
     def __init__(
         self,
@@ -192,12 +201,33 @@ class FFDense(FFLayer):
 
     def normalize(self, x: Tensor) -> Tensor:
         """The detached, length-normalised input the layer actually sees."""
+        x = self._check_input(x)
+        return x * input_scale(x, self.norm, self.eps)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        """``x`` detached, after checking it is ``(batch, in_features)``."""
         x = x.detach()
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise InvalidValueError(
                 "input shape", tuple(x.shape), f"(batch, {self.in_features}) for this FFDense"
             )
-        return x * input_scale(x, self.norm, self.eps)
+        return x
+
+    def fused_goodness_scale(self) -> float | None:
+        """``c`` when this layer's goodness is ``c · Σ h²`` and its activation ``relu`` or
+        ``identity``: training then computes activation and goodness in one fused step
+        (:mod:`ffplugins.fused`); ``None`` otherwise."""
+        return fused_goodness_scale(self.activation_name, self.goodness_fn, self.out_features)
+
+    def train_joint(self, x: Tensor, num_pos: int) -> LayerStepResult:
+        """``update(self(x), num_pos)``, with the goodness the fused step computed.
+
+        The forward pass runs through ``self(x)`` as usual (module hooks fire); when the
+        activation and goodness can be fused (:meth:`fused_goodness_scale`), it computes
+        the goodness alongside the activations and :meth:`update` takes it from there.
+        """
+        h = self(x)
+        return self.update(h, num_pos, goodness=self._take_goodness(h))
 
     def extra_loss(self, h: Tensor, num_pos: int) -> Tensor | None:
         """Hinton's peer normalisation, when ``peer_norm`` > 0.
@@ -223,7 +253,19 @@ class FFDense(FFLayer):
         return INPLACE_ACTIVATIONS[self.activation_name](pre)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.activate(cast_back(self.linear(self.normalize(x)), self.linear.weight))
+        pre = cast_back(self.linear(self.normalize(x)), self.linear.weight)
+        factor = self.fused_goodness_scale() if pre.requires_grad else None
+        if factor is None:
+            return self.activate(pre)
+        h, g = activation_goodness(pre, None, None, factor=factor, activation=self.activation_name)
+        self._fused_goodness = (h, g)  # for train_joint, if h reaches it unchanged
+        return h
+
+    def _take_goodness(self, h: Tensor) -> Tensor | None:
+        """The goodness the last forward pass computed with ``h``, or ``None`` (then the
+        goodness function computes it: also when a forward hook replaced the output)."""
+        pending, self._fused_goodness = self._fused_goodness, None
+        return pending[1] if pending is not None and pending[0] is h else None
 
     def image_drive(self, x: Tensor) -> Tensor:
         """``W_x · x`` (no gradient): the image's share of the pre-activation, ``(B, out)``.
@@ -264,6 +306,25 @@ class FFDense(FFLayer):
         ``drive`` is ``W_x · x`` computed earlier with the current weights (see
         :meth:`image_drive`); the gradient still reaches ``W_x``.
         """
+        return self._finish(*self._tiled_product(x, tails, drive))
+
+    def train_tiled(
+        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
+    ) -> LayerStepResult:
+        """``update(forward_tiled(x, tails, drive), num_pos)``, fused as in :meth:`train_joint`."""
+        raw, scale = self._tiled_product(x, tails, drive)
+        factor = self.fused_goodness_scale()
+        if factor is None:
+            return self.update(self._finish(raw, scale), num_pos)
+        h, g = activation_goodness(
+            raw, scale, self.linear.bias, factor=factor, activation=self.activation_name
+        )
+        return self.update(h, num_pos, goodness=g)
+
+    def _tiled_product(
+        self, x: Tensor, tails: Tensor, drive: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`forward_tiled`'s unnormalised product ``(k*B, out)`` and row scales."""
         x = self._check_appended(x, tails.shape[1])
         batch, copies = x.shape[0], tails.shape[0] // max(1, x.shape[0])
         if copies * batch != tails.shape[0]:
@@ -271,10 +332,10 @@ class FFDense(FFLayer):
                 "label codes", tuple(tails.shape), f"a multiple of the {batch} images in rows"
             )
         image_part = self._image_part(x, drive)
-        pre = _TiledLinear.apply(x, tails, self.linear.weight, image_part)
+        raw = _TiledLinear.apply(x, tails, self.linear.weight, image_part)
         image_squares = x.square().sum(1).repeat(copies)
         scale = self._appended_scale(image_squares, tails.square().sum(1)).unsqueeze(1)
-        return self._finish(pre, scale)
+        return raw, scale
 
     def _check_appended(self, x: Tensor, tail_width: int | None) -> Tensor:
         """``x`` detached, after checking that an image of its width and a code of

@@ -66,8 +66,10 @@ class LabelAppender(Protocol):
     def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
         """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``."""
 
-    def update(self, h: Tensor, num_pos: int) -> LayerStepResult:
-        """The layer's optimizer step for activations ``h`` (positives first)."""
+    def train_tiled(
+        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
+    ) -> LayerStepResult:
+        """The layer's training step on ``forward_tiled``'s rows (positives first)."""
 
 
 class FFNet(FFModel):
@@ -203,7 +205,7 @@ class FFNet(FFModel):
         """
         flat = self.flatten(x)
         codes = self.label_codes(labels, flat.dtype)
-        result = first.update(first.forward_tiled(flat, codes, self._batch_drive(x)), num_pos)
+        result = first.train_tiled(flat, codes, num_pos, self._batch_drive(x))
         if not self.recompute or len(self.layers) == 1:
             return result, None
         with torch.no_grad():

@@ -35,6 +35,9 @@ class SumSquares(GoodnessFunction):
     def default_threshold(self, num_features: int) -> float:
         return float(num_features)
 
+    def square_sum_scale(self, num_features: int) -> float | None:
+        return 1.0
+
 
 class MeanSquares(GoodnessFunction):
     """Mean of squared activities (the original FFLib's goodness)."""
@@ -44,6 +47,9 @@ class MeanSquares(GoodnessFunction):
 
     def default_threshold(self, num_features: int) -> float:
         return 2.0
+
+    def square_sum_scale(self, num_features: int) -> float | None:
+        return 1.0 / num_features
 
 
 class Negated(GoodnessFunction):
@@ -57,6 +63,10 @@ class Negated(GoodnessFunction):
 
     def default_threshold(self, num_features: int) -> float:
         return -self.inner.default_threshold(num_features)
+
+    def square_sum_scale(self, num_features: int) -> float | None:
+        inner = self.inner.square_sum_scale(num_features)
+        return None if inner is None else -inner
 
 
 def sum_squares() -> GoodnessFunction:

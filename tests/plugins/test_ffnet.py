@@ -313,8 +313,8 @@ def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> Non
     first = shared.layers[0]
     assert isinstance(first, FFDense)
     tiled_calls: list[int] = []
-    tiled = first.forward_tiled
-    first.forward_tiled = lambda *args: tiled_calls.append(1) or tiled(*args)  # type: ignore
+    tiled = first._tiled_product
+    first._tiled_product = lambda *args: tiled_calls.append(1) or tiled(*args)  # type: ignore
     for step in range(3):
         torch.manual_seed(step)
         loss_shared = shared.train_batch(x, y, RandomWrongLabel())
