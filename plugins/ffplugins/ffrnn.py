@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -193,42 +193,70 @@ class FFRNN(FFModel):
         """Every layer's state at the last test frame, for inputs ``x`` with labels ``y``."""
         bottom = self.flatten(x)
         top = self.label_code(y, bottom.dtype)
-        states = self.initial_states(bottom, top)
+        drive = self._layer(0).bottom_up(bottom)  # the same image every frame
+        states = self.initial_states(None, top, drive)
         for _ in range(self.test_frames[1]):
-            states = self.frame(bottom, top, states)
+            states = self.frame(None, top, states, drive)
         return states
 
     @torch.no_grad()
     def goodness(self, x: Tensor, y: Tensor) -> Tensor:
         """``(B,)``: signed goodness averaged over the test frames, summed over layers."""
-        bottom = self.flatten(x)
-        return self._goodness(bottom, self.label_code(y, bottom.dtype))
-
-    def _goodness(
-        self, bottom: Tensor | None, top: Tensor, bottom_drive: Tensor | None = None
-    ) -> Tensor:
-        low, high = self.test_frames
-        layers = self._recurrent_layers()
-        total = torch.zeros(top.shape[0], dtype=top.dtype, device=top.device)
-        states = self.initial_states(bottom, top, bottom_drive)
-        for frame in range(1, high + 1):
-            states = self.frame(bottom, top, states, bottom_drive)
-            if frame >= low:
-                for layer, state in zip(layers, states, strict=True):
-                    total = total + layer.score(state)
-        return total / (high - low + 1)
+        flat = self.flatten(x)
+        return self._goodness(flat, self.label_code(y, flat.dtype), copies=1)
 
     @torch.no_grad()
     def goodness_per_label(self, x: Tensor) -> Tensor:
         """``(B, num_classes)``: the goodness of ``x`` with every label, all in one batch."""
         batch = x.shape[0]
         flat = self.flatten(x)
-        # The image is the same for every label and every frame: its drive into the first
-        # layer is computed once per image, not once per (label, frame).
-        drive = self._layer(0).bottom_up(flat).repeat_interleave(self.num_classes, dim=0)
         labels = torch.arange(self.num_classes, device=x.device).repeat(batch)
-        scores = self._goodness(None, self.label_code(labels, flat.dtype), drive)
+        scores = self._goodness(flat, self.label_code(labels, flat.dtype), self.num_classes)
         return scores.view(batch, self.num_classes)
+
+    def _goodness(self, flat: Tensor, top: Tensor, copies: int) -> Tensor:
+        """Signed goodness ``(B * copies,)`` of images ``flat`` (``B`` rows), each with
+        ``copies`` label codes: row ``r`` of ``top`` goes with image ``r // copies``.
+
+        What is the same for every label is computed once per image: the image's drive
+        into the first layer (every frame), and every state the label has not reached
+        yet. The label enters at the top and moves down one layer per frame, so in the
+        bottom-up pass every layer but the top one is label-free, and so is the drive
+        those states give the layer above in the next frame.
+        """
+        low, high = self.test_frames
+        layers = self._recurrent_layers()
+        last = len(layers) - 1
+        labelled = _Spreader(copies)
+        image = _State(layers[0].bottom_up(flat), shared=True)  # the first layer's drive
+        code = _State(top, shared=copies == 1)
+
+        def advance(index: int, previous: _State | None, above: _State | None) -> _State:
+            layer = layers[index]
+            below = image if index == 0 else states[index - 1]
+            drive = below.value if index == 0 else layer.bottom_up(below.value)
+            if below.shared and all(s is None or s.shared for s in (previous, above)):
+                new = layer.step(None, _value(previous), _value(above), drive=drive)
+                return _State(new, shared=True)
+            if below.shared:
+                drive = labelled.image_drive(drive) if index == 0 else labelled(drive)
+            new = layer.step(None, labelled.state(previous), labelled.state(above), drive=drive)
+            return _State(new, shared=False)
+
+        states: list[_State] = []
+        for index in range(len(layers)):  # the bottom-up pass: no previous state
+            states.append(advance(index, None, code if index == last else None))
+        total = torch.zeros(top.shape[0], dtype=top.dtype, device=top.device)
+        for frame in range(1, high + 1):
+            states = [
+                advance(index, states[index], code if index == last else states[index + 1])
+                for index in range(len(layers))
+            ]
+            if frame >= low:
+                for layer, state in zip(layers, states, strict=True):
+                    score = layer.score(state.value)
+                    total = total + (labelled(score) if state.shared else score)
+        return total / (high - low + 1)
 
     def extra_summary(self) -> dict[str, Any]:
         betas = sorted({layer.beta for layer in self._recurrent_layers()})
@@ -287,6 +315,41 @@ def ffrnn(
             raise InvalidValueError("layer", layer, "a recurrent layer, e.g. 'ffrecurrent'")
         rnn_layers.append(built)
     return FFRNN(rnn_layers, input_features, num_classes, frames=frames, test_frames=test_frames)
+
+
+class _State(NamedTuple):
+    """A layer's state and whether it is still the same for every label (then it has
+    one row per image, not one per image and label)."""
+
+    value: Tensor
+    shared: bool
+
+
+def _value(state: _State | None) -> Tensor | None:
+    return None if state is None else state.value
+
+
+class _Spreader:
+    """Repeats per-image rows for every label (``repeat_interleave``), once per tensor
+    for the image's drive, which every frame reuses."""
+
+    def __init__(self, copies: int) -> None:
+        self.copies = copies
+        self._image: tuple[Tensor, Tensor] | None = None
+
+    def __call__(self, rows: Tensor) -> Tensor:
+        return rows if self.copies == 1 else rows.repeat_interleave(self.copies, dim=0)
+
+    def state(self, state: _State | None) -> Tensor | None:
+        """The state's rows for every label (``None`` stays ``None``)."""
+        if state is None:
+            return None
+        return self(state.value) if state.shared else state.value
+
+    def image_drive(self, drive: Tensor) -> Tensor:
+        if self._image is None or self._image[0] is not drive:
+            self._image = (drive, self(drive))
+        return self._image[1]
 
 
 @hookimpl

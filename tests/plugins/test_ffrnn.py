@@ -466,6 +466,33 @@ def test_goodness_per_label_matches_goodness_for_each_label() -> None:
     assert not torch.allclose(per_label[:, 0], per_label[:, 1])  # the label reaches the net
 
 
+@pytest.mark.parametrize("test_frames", ["1:3", "3:3"])
+def test_goodness_per_label_shares_label_free_work_and_matches_each_label(
+    test_frames: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The label enters at the top and moves down a layer per frame: until it arrives,
+    a layer's state (and the drive it gives the layer above) is computed once per image."""
+    torch.manual_seed(0)
+    model = _small_rnn(layers=(12, 10, 8), num_classes=4, frames=3, test_frames=test_frames)
+    x = torch.randn(3, 1, 3, 3)
+    rows: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for index, layer in enumerate(_layers(model)):
+        real = layer.bottom_up
+
+        def spy(below: Tensor, index: int = index, real: Callable[..., Tensor] = real) -> Tensor:
+            rows[index].append(below.shape[0])
+            return real(below)
+
+        monkeypatch.setattr(layer, "bottom_up", spy)
+    per_label = model.goodness_per_label(x)
+    # the image's drive once; layer 1 sees label-free states below it up to frame 2, layer
+    # 2 up to frame 1 (bottom-up pass, then frames 1..3)
+    assert rows == {0: [3], 1: [3, 3, 3, 12], 2: [3, 3, 12, 12]}
+    for label in range(4):
+        column = model.goodness(x, torch.full((3,), label, dtype=torch.long))
+        torch.testing.assert_close(per_label[:, label], column)
+
+
 def test_forward_returns_every_state_at_the_last_test_frame() -> None:
     torch.manual_seed(0)
     model = _small_rnn(layers=(12, 10, 8), frames=4, test_frames="1:3")
