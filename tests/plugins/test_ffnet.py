@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 import ffcore
+import ffplugins.ffnet as ffnet_module
 from ffcore.errors import InvalidValueError
 from ffcore.interfaces import FFLayer, FFModel, LayerStepResult
 from ffplugins.dense import FFDense
@@ -327,7 +328,10 @@ def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> Non
 
 
 @pytest.mark.parametrize("model_name", ["ffnet", "ffc"])
-def test_one_image_drive_per_batch_for_sampler_readout_and_step(model_name: str) -> None:
+def test_one_image_drive_per_batch_for_sampler_readout_and_step(
+    model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ffnet_module, "CPU_LABEL_ROWS", 15)  # blocks of 3 images
     torch.manual_seed(0)
     options = {"schedule": "joint"} if model_name == "ffc" else {}
     model = ffcore.create_model(
@@ -357,3 +361,28 @@ def test_one_image_drive_per_batch_for_sampler_readout_and_step(model_name: str)
     with torch.no_grad():
         first.weight.add_(0.5)
     assert not torch.allclose(model.goodness_per_label(x), before)
+
+
+@pytest.mark.parametrize("block_rows", [1, 15, 20, 1000])
+def test_label_scores_in_cpu_blocks_match_one_batch(
+    block_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = _small_net(layers=(32, 16), num_classes=5)
+    x = torch.randn(11, 1, 4, 4)
+    with torch.no_grad():
+        whole = model._label_scores_block(x, None, 2)
+    monkeypatch.setattr(ffnet_module, "CPU_LABEL_ROWS", block_rows)
+    blocks: list[int] = []
+    real = model._label_scores_block
+
+    def spy(part: Tensor, drive: Tensor | None, stop: int) -> list[Tensor]:
+        blocks.append(part.shape[0])
+        return real(part, drive, stop)
+
+    monkeypatch.setattr(model, "_label_scores_block", spy)
+    per_layer = model.layer_goodness_per_label(x)
+    expected_blocks = {1: [1] * 11, 15: [3, 3, 3, 2], 20: [4, 4, 3], 1000: [11]}[block_rows]
+    assert blocks == expected_blocks  # at least one image per block, at most the budget
+    torch.testing.assert_close(per_layer, torch.stack(whole))
+    torch.testing.assert_close(model.goodness_per_label(x), whole[0] + whole[1])
