@@ -32,6 +32,17 @@ def fused_goodness_scale(
     return goodness.square_sum_scale(num_features)
 
 
+def _scale_and_shift(raw: Tensor, scale: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """``raw · scale + bias`` in one new tensor; ``None`` when there is neither."""
+    if scale is not None and bias is not None:
+        return torch.addcmul(bias, raw, scale)
+    if scale is not None:
+        return raw * scale
+    if bias is not None:
+        return raw + bias
+    return None
+
+
 class _ActivationGoodness(torch.autograd.Function):
     """``h = act(raw · scale + bias)`` and ``g = c · Σ_j h_j²`` per row, fused."""
 
@@ -39,13 +50,11 @@ class _ActivationGoodness(torch.autograd.Function):
     def forward(
         raw: Tensor, scale: Tensor | None, bias: Tensor | None, factor: float, relu: bool
     ) -> tuple[Tensor, Tensor]:
-        if scale is None:
-            pre = raw.clone() if bias is None else raw + bias
-        elif bias is None:
-            pre = raw * scale
+        pre = _scale_and_shift(raw, scale, bias)
+        if pre is None:  # one pass, and never ``raw`` itself
+            h = torch.relu(raw) if relu else raw.clone()
         else:
-            pre = torch.addcmul(bias, raw, scale)
-        h = pre.relu_() if relu else pre
+            h = pre.relu_() if relu else pre
         # one reduction pass, no squared temporary (float32: h is the weights' dtype)
         g = torch.linalg.vector_norm(h, dim=1).square_()
         if factor != 1.0:
