@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from torch import Tensor
 
 import ffcore
+import ffplugins.ffrnn as ffrnn_module
 from ffcore import plugin_manager
 from ffcore.checkpoint import load_checkpoint, save_checkpoint
 from ffcore.cli.main import cli
@@ -670,3 +671,24 @@ def test_bf16_products_leave_states_and_scores_in_fp32_close_to_fp32() -> None:
     for state, expected in zip(states, expected_states, strict=True):
         torch.testing.assert_close(state, expected, rtol=0.03, atol=0.03)
     torch.testing.assert_close(scores, expected_scores, rtol=0.01, atol=0.05)
+
+
+@pytest.mark.parametrize("block_rows", [1, 8, 1000])
+def test_goodness_per_label_in_cpu_blocks_matches_one_batch(
+    block_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = _small_rnn(layers=(12, 10), num_classes=4)
+    x = torch.randn(7, 1, 3, 3)
+    whole = model.goodness_per_label(x)
+    monkeypatch.setattr(ffrnn_module, "CPU_LABEL_ROWS", block_rows)
+    blocks: list[int] = []
+    real = model._goodness_per_label
+
+    def spy(flat: Tensor) -> Tensor:
+        blocks.append(flat.shape[0])
+        return real(flat)
+
+    monkeypatch.setattr(model, "_goodness_per_label", spy)
+    torch.testing.assert_close(model.goodness_per_label(x), whole)
+    assert blocks == {1: [1] * 7, 8: [2, 2, 2, 1], 1000: [7]}[block_rows]
