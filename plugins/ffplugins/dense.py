@@ -201,17 +201,12 @@ class FFDense(FFLayer):
 
     def normalize(self, x: Tensor) -> Tensor:
         """The detached, length-normalised input the layer actually sees."""
-        x = self._check_input(x)
-        return x * input_scale(x, self.norm, self.eps)
-
-    def _check_input(self, x: Tensor) -> Tensor:
-        """``x`` detached, after checking it is ``(batch, in_features)``."""
         x = x.detach()
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise InvalidValueError(
                 "input shape", tuple(x.shape), f"(batch, {self.in_features}) for this FFDense"
             )
-        return x
+        return x * input_scale(x, self.norm, self.eps)
 
     def fused_goodness_scale(self) -> float | None:
         """``c`` when this layer's goodness is ``c · Σ h²`` and its activation ``relu`` or

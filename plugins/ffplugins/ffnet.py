@@ -14,6 +14,7 @@ from ffcore import create_layer, hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, FFModel, LayerStepResult, NegativeBatch, NegativeSampler
+from ffplugins.tryall import images_per_block
 
 
 def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
@@ -280,8 +281,8 @@ class FFNet(FFModel):
         A/B runs than on 10,000-row blocks).
         """
         drive = self._batch_drive(x)
-        per_block = max(1, CPU_LABEL_ROWS // self.num_classes)
-        if x.device.type != "cpu" or x.shape[0] <= per_block:
+        per_block = images_per_block(x, self.num_classes, CPU_LABEL_ROWS)
+        if x.shape[0] <= per_block:
             return self._label_scores_block(x, drive, stop)
         parts = torch.split(x, per_block)
         drives: list[Tensor | None] = (

@@ -10,6 +10,16 @@ from ffcore.hookspecs import Register
 from ffcore.interfaces import LabelScorer, Probe
 
 
+def images_per_block(x: Tensor, num_classes: int, cpu_rows: int) -> int:
+    """How many of ``x``'s images to score for every label at once: all of them on
+    accelerators; on the CPU, enough for about ``cpu_rows`` rows (images times labels,
+    at least one image), whose activations stay in the cache from one operation to the
+    next."""
+    if x.device.type != "cpu":
+        return x.shape[0]
+    return max(1, cpu_rows // num_classes)
+
+
 class TryAll(Probe):
     """Predicts ``argmax_c goodness(x, c)`` using the model's ``goodness_per_label``."""
 

@@ -16,6 +16,7 @@ from ffcore.interfaces import FFLayer, FFModel, LayerStepResult
 from ffplugins.dense import FFDense
 from ffplugins.ffnet import FFNet, parse_layer_range
 from ffplugins.negatives import RandomWrongLabel
+from tests.plugins.helpers import record_rows
 
 
 def _small_net(
@@ -373,14 +374,7 @@ def test_label_scores_in_cpu_blocks_match_one_batch(
     with torch.no_grad():
         whole = model._label_scores_block(x, None, 2)
     monkeypatch.setattr(ffnet_module, "CPU_LABEL_ROWS", block_rows)
-    blocks: list[int] = []
-    real = model._label_scores_block
-
-    def spy(part: Tensor, drive: Tensor | None, stop: int) -> list[Tensor]:
-        blocks.append(part.shape[0])
-        return real(part, drive, stop)
-
-    monkeypatch.setattr(model, "_label_scores_block", spy)
+    blocks = record_rows(monkeypatch, model, "_label_scores_block")
     per_layer = model.layer_goodness_per_label(x)
     expected_blocks = {1: [1] * 11, 15: [3, 3, 3, 2], 20: [4, 4, 3], 1000: [11]}[block_rows]
     assert blocks == expected_blocks  # at least one image per block, at most the budget

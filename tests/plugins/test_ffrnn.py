@@ -25,6 +25,7 @@ from ffcore.precision import autocast
 from ffcore.training import TrainingRun, build_run, train
 from ffplugins.ffrnn import FFRNN, parse_test_frames
 from ffplugins.recurrent import FFRecurrentLayer
+from tests.plugins.helpers import record_rows
 
 
 def _set_weights(layer: FFRecurrentLayer, fw: list[list[float]], bw: list[list[float]]) -> None:
@@ -476,15 +477,10 @@ def test_goodness_per_label_shares_label_free_work_and_matches_each_label(
     torch.manual_seed(0)
     model = _small_rnn(layers=(12, 10, 8), num_classes=4, frames=3, test_frames=test_frames)
     x = torch.randn(3, 1, 3, 3)
-    rows: dict[int, list[int]] = {0: [], 1: [], 2: []}
-    for index, layer in enumerate(_layers(model)):
-        real = layer.bottom_up
-
-        def spy(below: Tensor, index: int = index, real: Callable[..., Tensor] = real) -> Tensor:
-            rows[index].append(below.shape[0])
-            return real(below)
-
-        monkeypatch.setattr(layer, "bottom_up", spy)
+    rows = {
+        index: record_rows(monkeypatch, layer, "bottom_up")
+        for index, layer in enumerate(_layers(model))
+    }
     per_label = model.goodness_per_label(x)
     # the image's drive once; layer 1 sees label-free states below it up to frame 2, layer
     # 2 up to frame 1 (bottom-up pass, then frames 1..3)
@@ -682,13 +678,6 @@ def test_goodness_per_label_in_cpu_blocks_matches_one_batch(
     x = torch.randn(7, 1, 3, 3)
     whole = model.goodness_per_label(x)
     monkeypatch.setattr(ffrnn_module, "CPU_LABEL_ROWS", block_rows)
-    blocks: list[int] = []
-    real = model._goodness_per_label
-
-    def spy(flat: Tensor) -> Tensor:
-        blocks.append(flat.shape[0])
-        return real(flat)
-
-    monkeypatch.setattr(model, "_goodness_per_label", spy)
+    blocks = record_rows(monkeypatch, model, "_goodness_per_label")
     torch.testing.assert_close(model.goodness_per_label(x), whole)
     assert blocks == {1: [1] * 7, 8: [2, 2, 2, 1], 1000: [7]}[block_rows]

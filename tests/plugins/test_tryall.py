@@ -11,6 +11,7 @@ from ffcore.errors import FFLibError
 from ffcore.interfaces import Probe
 from ffplugins.dense import FFDense
 from ffplugins.ffnet import FFNet
+from ffplugins.tryall import images_per_block
 
 
 class _TableScorer(nn.Module):
@@ -87,3 +88,11 @@ def test_check_rejects_models_without_goodness_per_label(model: nn.Module) -> No
         probe.check(model)
     with pytest.raises(FFLibError):
         probe.predict(model, torch.zeros(2, 3))
+
+
+def test_images_per_block_limits_rows_on_the_cpu_only() -> None:
+    cpu = torch.empty(100, 3)
+    assert images_per_block(cpu, 10, 512) == 51
+    assert images_per_block(cpu, 10, 5) == 1  # at least one image
+    elsewhere = torch.empty(100, 3, device="meta")
+    assert images_per_block(elsewhere, 10, 512) == 100  # accelerators: every image at once
