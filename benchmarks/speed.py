@@ -222,10 +222,18 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def scaling(args: argparse.Namespace) -> None:
+def scaling(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """FFLib's FFNet training against batch size and width, and epoch time against
+    data-set size (fp32); each record is emitted as it comes and returned."""
+    records: list[dict[str, Any]] = []
+
+    def record(entry: dict[str, Any]) -> None:
+        emit(entry)
+        records.append(entry)
+
     for batch in (32, 64, 128, 256, 512, 1024):
         run = worker("ours", "ffnet-train", batch, args.width, args, None)
-        emit(
+        record(
             {
                 "name": "scaling-batch",
                 "config": {"batch": batch, "width": args.width},
@@ -236,7 +244,7 @@ def scaling(args: argparse.Namespace) -> None:
         )
     for width in (500, 1000, 2000, 4000):
         run = worker("ours", "ffnet-train", 128, width, args, None, repeats=8)
-        emit(
+        record(
             {
                 "name": "scaling-width",
                 "config": {"batch": 128, "width": width},
@@ -247,7 +255,7 @@ def scaling(args: argparse.Namespace) -> None:
         )
     for samples in EPOCH_SIZES:  # one epoch through the trainer's batching: linear in size?
         run = worker("ours", "epoch-overhead", 128, args.width, args, None, samples=samples)
-        emit(
+        record(
             {
                 "name": "scaling-epoch",
                 "config": {"samples": samples, "batch": 128, "width": args.width},
@@ -255,6 +263,7 @@ def scaling(args: argparse.Namespace) -> None:
                 "seconds_per_10k": run["epoch_seconds"] / samples * 10_000,
             }
         )
+    return records
 
 
 def print_table(rows: list[dict[str, Any]], precisions: list[str]) -> None:
@@ -278,6 +287,39 @@ def print_table(rows: list[dict[str, Any]], precisions: list[str]) -> None:
             )
 
 
+#: The scaling tables: record name, the column's config key, and the rows shown
+#: (label, record key, format).
+SCALING_TABLES = (
+    (
+        "scaling-batch",
+        "batch",
+        (("samples/s", "samples_per_s", ",.0f"), ("GFLOP/s", "gflops", ".0f")),
+    ),
+    (
+        "scaling-width",
+        "width",
+        (("samples/s", "samples_per_s", ",.0f"), ("GFLOP/s", "gflops", ".0f")),
+    ),
+    (
+        "scaling-epoch",
+        "samples",
+        (("epoch s", "epoch_seconds", ".2f"), ("s per 10k", "seconds_per_10k", ".2f")),
+    ),
+)
+
+
+def print_scaling(records: list[dict[str, Any]]) -> None:
+    """The scaling records as three small tables (FFLib at fp32, FFNet training)."""
+    for name, column, rows in SCALING_TABLES:
+        entries = [r for r in records if r["name"] == name]
+        if not entries:
+            continue
+        print(f"\nFFLib at fp32, FFNet training, against {column}")
+        print(f"{column:<11}" + "".join(f"{r['config'][column]:>9,}" for r in entries))
+        for label, key, spec in rows:
+            print(f"{label:<11}" + "".join(f"{format(r[key], spec):>9}" for r in entries))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--threads", type=int, default=2)
@@ -299,9 +341,9 @@ def main() -> None:
         args.rounds, args.repeats = 1, 8
     seed_path = install_seed(args.cache)
     rows = compare(args, seed_path)
-    if not args.quick:
-        scaling(args)
+    scaled = [] if args.quick else scaling(args)
     print_table(rows, args.precisions)
+    print_scaling(scaled)
 
 
 if __name__ == "__main__":

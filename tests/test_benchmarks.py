@@ -127,6 +127,30 @@ def test_speed_compares_each_precision_with_fflib_030_and_its_own_ceiling(
     assert "FFLib at fp32" in out and "FFLib at bf16" in out
 
 
+def test_speed_scaling_prints_batch_width_and_epoch_tables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    speed = load_speed()
+
+    def fake_worker(impl: str, case: str, batch: int, *rest: Any, **options: Any) -> Any:
+        if case == "epoch-overhead":  # one second per 10,000 samples
+            return {"outside_fraction": 0.01, "epoch_seconds": options["samples"] / 10_000}
+        return {"median_seconds": batch / 1000, "peak_mib": 100.0}  # 1,000 samples/s
+
+    monkeypatch.setattr(speed, "worker", fake_worker)
+    args = argparse.Namespace(width=2000, threads=1, device="cpu", repeats=1)
+    records = speed.scaling(args)
+    capsys.readouterr()  # the JSON lines
+    speed.print_scaling(records)
+    lines = capsys.readouterr().out.splitlines()
+    batch_row = lines[lines.index("FFLib at fp32, FFNet training, against batch") + 1]
+    assert batch_row.split()[1:] == ["32", "64", "128", "256", "512", "1,024"]
+    speeds = [line for line in lines if line.startswith("samples/s")]
+    assert speeds[0].split()[1:] == ["1,000"] * 6
+    per_10k = next(line for line in lines if line.startswith("s per 10k"))
+    assert per_10k.split()[3:] == ["1.00"] * 4
+
+
 def test_speed_worker_runs_bf16_steps_and_the_bf16_ceiling() -> None:
     command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--precision", "bf16"]
     options = ["--width", "32", "--batch", "16", "--threads", "1", "--repeats", "2"]
