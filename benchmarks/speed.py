@@ -202,6 +202,12 @@ def compare(args: argparse.Namespace, seed_path: Path) -> list[dict[str, Any]]:
             end = suffix(precision)
             speed = row[f"ours{end}_samples_per_s"]
             row[f"ratio{end}"] = speed / row["seed_samples_per_s"]
+            # each round's own ratio (the two ran minutes apart at most): their spread
+            # shows how much of a ratio is the machine's noise
+            row[f"ratio{end}_rounds"] = [
+                seed["median_seconds"] / ours["median_seconds"]
+                for ours, seed in zip(measured[f"ours{end}"], measured["seed"], strict=True)
+            ]
             if case.flops_per_sample:
                 gflops = speed * case.flops_per_sample / 1e9
                 row[f"gflops{end}"] = gflops
@@ -274,16 +280,19 @@ def print_table(rows: list[dict[str, Any]], precisions: list[str]) -> None:
         print(f"\nFFLib at {precision}, FFLib 0.3.0 at fp32 (% ceil: of the {precision} ceiling)")
         print(
             f"{'case':<14}{'batch':>7}{'0.3.0 /s':>11}{'ours /s':>11}{'ratio':>7}"
-            f"{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
+            f"{'rounds':>12}{'GFLOP/s':>9}{'% ceil':>8}{'0.3.0 MiB':>11}{'ours MiB':>10}"
         )
         for row in rows:
             gflops = f"{row[f'gflops{end}']:.0f}" if f"gflops{end}" in row else "-"
             fraction = row.get(f"ceiling_fraction{end}")
             ceiling = f"{100 * fraction:.0f}" if fraction is not None else "-"
+            per_round = row[f"ratio{end}_rounds"]
+            spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
             print(
                 f"{row['name']:<14}{row['config']['batch']:>7}{row['seed_samples_per_s']:>11.0f}"
-                f"{row[f'{key}_samples_per_s']:>11.0f}{row[f'ratio{end}']:>7.2f}{gflops:>9}"
-                f"{ceiling:>8}{row['seed_peak_mib']:>11.0f}{row[f'{key}_peak_mib']:>10.0f}"
+                f"{row[f'{key}_samples_per_s']:>11.0f}{row[f'ratio{end}']:>7.2f}{spread:>12}"
+                f"{gflops:>9}{ceiling:>8}{row['seed_peak_mib']:>11.0f}"
+                f"{row[f'{key}_peak_mib']:>10.0f}"
             )
 
 

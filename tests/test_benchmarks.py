@@ -127,6 +127,31 @@ def test_speed_compares_each_precision_with_fflib_030_and_its_own_ceiling(
     assert "FFLib at fp32" in out and "FFLib at bf16" in out
 
 
+def test_speed_reports_each_rounds_ratio_beside_the_median(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    speed = load_speed()
+    seed_seconds = iter([0.1, 0.3, 0.2] * 20)  # FFLib 0.3.0 slows down in round 2
+
+    def fake_worker(impl: str, case: str, *rest: Any, **options: Any) -> dict[str, Any]:
+        if case == "epoch-overhead":
+            return {"outside_fraction": 0.01, "epoch_seconds": 1.0, "batches": 1}
+        seconds = next(seed_seconds) if impl == "seed" else 0.04
+        return {"median_seconds": seconds, "peak_mib": 100.0}
+
+    monkeypatch.setattr(speed, "worker", fake_worker)
+    args = argparse.Namespace(
+        width=2000, rounds=3, precisions=["fp32"], threads=1, device="cpu", repeats=1
+    )
+    train = speed.compare(args, Path("seed"))[0]
+    assert train["ratio_rounds"] == pytest.approx([2.5, 7.5, 5.0])
+    assert train["ratio"] == pytest.approx(0.2 / 0.04)  # of the medians
+    speed.print_table([train], args.precisions)
+    header, line = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "rounds" in header.split()
+    assert line.split()[:6] == ["ffnet-train", "128", "640", "3200", "5.00", "2.50-7.50"]
+
+
 def test_speed_scaling_prints_batch_width_and_epoch_tables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
