@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from ffcore import hookimpl
+from ffcore import get_plugin_manager, hookimpl
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import FFLayer
 from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
@@ -215,8 +215,9 @@ class Tracer:
             self.events.hparams_end(values, run.step)
         finally:
             self.close()
-            if run.plugins.pm.get_plugin(TRACER_NAME) is self:
-                run.plugins.unregister(TRACER_NAME)
+            manager = get_plugin_manager()
+            if manager.get_plugin(TRACER_NAME) is self:
+                manager.unregister(TRACER_NAME)
 
     def close(self) -> None:
         """Flush and close the event file (idempotent)."""

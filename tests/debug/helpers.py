@@ -14,7 +14,7 @@ from torch import Tensor
 from ffcore import hookimpl
 from ffcore.config import TrainConfig
 from ffcore.interfaces import FFLayer
-from ffcore.plugin_manager import FFPluginManager
+from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
 from ffcore.training import TrainingRun, build_run, train
 
 
@@ -91,10 +91,8 @@ class Recorder:
 
 
 def manager() -> FFPluginManager:
-    """A fresh plugin manager with every installed plugin (ffdebug included)."""
-    plugins = FFPluginManager(use_environment=False)
-    plugins.load_entry_points()
-    return plugins
+    """The process-wide plugin manager (fresh for each test): every installed plugin."""
+    return get_plugin_manager()
 
 
 def tiny_config(logdir: Path | None, **settings: Any) -> TrainConfig:
@@ -107,17 +105,14 @@ def tiny_config(logdir: Path | None, **settings: Any) -> TrainConfig:
         "tensorboard": str(logdir) if logdir is not None else None,
     }
     values.update(settings)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
-def train_tiny(
-    config: TrainConfig, plugins: FFPluginManager | None = None, *observers: object
-) -> tuple[TrainingRun, dict[str, float]]:
+def train_tiny(config: TrainConfig, *observers: object) -> tuple[TrainingRun, dict[str, float]]:
     """Build and train ``config`` with ``observers`` registered as extra plugins."""
-    plugins = plugins or manager()
     for index, observer in enumerate(observers):
-        plugins.register(observer, name=f"test-observer-{index}")
-    run = build_run(config, plugins)
+        manager().register(observer, name=f"test-observer-{index}")
+    run = build_run(config)
     return run, train(run)
 
 
