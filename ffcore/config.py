@@ -7,14 +7,14 @@ file, command-line options. A config file uses the option names with underscores
     dataset = "digits"
     layers = [2000, 2000]
     epochs = 30
-    tensorboard = "runs/tb"      # a plugin's setting (ffdebug's), written like any other
+    log_every = 5                # a setting a plugin declared, written like any other
     [model_options]
     layer_range = "1:"
 
 Each core setting is declared once, as a :class:`TrainConfig` field (type annotation plus
 :func:`~ffcore.settings.setting` metadata); plugins declare theirs in the
 ``fflib_add_options`` hook and their values live in :attr:`TrainConfig.plugin_options`.
-Both kinds read and serialise as flat keys (``tensorboard = ...``).
+Both kinds read and serialise as flat keys (``log_every = 5``).
 """
 
 from __future__ import annotations

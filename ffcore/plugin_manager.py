@@ -96,11 +96,11 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _error_text(exc: BaseException, *, trace: bool = True) -> str:
+def _error_text(exc: BaseException, *, with_traceback: bool = True) -> str:
     """The error's type and message on the first line; for an unexpected error (not an
-    :class:`FFLibError`) and with ``trace``, the last lines of the traceback below it."""
+    :class:`FFLibError`) and ``with_traceback``, the last lines of the traceback below it."""
     text = f"{type(exc).__name__}: {exc}"
-    if trace and not isinstance(exc, FFLibError):
+    if with_traceback and not isinstance(exc, FFLibError):
         text += "\n" + "".join(traceback.format_exception(exc)[-3:]).rstrip()
     return text
 
@@ -207,7 +207,7 @@ class FFPluginManager:
             first = self._plugins.get(name)
             if first is not None:
                 info.error = (
-                    f"not loaded: entry point {name!r} of {dist_name or 'an unknown distribution'} "
+                    f"not loaded: entry point {name!r} of distribution {dist_name!r} "
                     f"has the name of {first.source}, which loaded first; rename one of them"
                 )
                 self._shadowed.append(info)
@@ -219,7 +219,7 @@ class FFPluginManager:
             try:
                 plugin = entry_point.load()
             except Exception as exc:  # a broken plugin must not take the others down
-                info.error = _error_text(exc, trace=False)
+                info.error = _error_text(exc, with_traceback=False)
                 continue
             self._add(name, plugin, info)
 
@@ -262,7 +262,9 @@ class FFPluginManager:
             registered = self._run_registration(name, plugin)
             self.pm.register(plugin, name=name)
         except Exception as exc:  # one plugin's failure stays its own
-            info.error = _error_text(exc, trace=not isinstance(exc, pluggy.PluginValidationError))
+            info.error = _error_text(
+                exc, with_traceback=not isinstance(exc, pluggy.PluginValidationError)
+            )
             self._forget(name)
             return
         for command_name, command in registered.commands.items():

@@ -25,7 +25,7 @@ T = TypeVar("T")
 #: The metadata key under which a ``TrainConfig`` field carries its declaration.
 METADATA_KEY = "fflib_setting"
 #: Setting names are Python identifiers in snake case: they are config-file keys and
-#: keyword names; the option is the name in kebab case (``trace_every``: ``--trace-every``).
+#: keyword names; the option is the name in kebab case (``log_every``: ``--log-every``).
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 PathKind = Literal["file", "dir"]
@@ -39,7 +39,7 @@ class Setting:
     ``dict[str, Any]``, or one of those ``| None``); a ``float`` setting also takes an
     integer. ``check`` is a range check run after the type check, ``expected`` what an
     error says a good value is (derived from the type when empty). ``aliases`` are other
-    option names (``logdir`` gives ``--logdir``), ``short`` a one-letter option (core
+    option names (``log_dir`` gives ``--log-dir``), ``short`` a one-letter option (core
     settings only). ``cli=False`` keeps the setting out of ``ff train``'s options (it is
     still a config key). ``resumable`` settings may be changed by ``ff train --resume``.
     ``plugin`` is who declared it (``None``: the core).

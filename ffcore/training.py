@@ -240,8 +240,8 @@ def _train(
 ) -> dict[str, float]:
     config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
-    # First: a plugin may register its per-batch observers here (ffdebug does, only when
-    # tracing is on), so that idle plugins cost the hot loop nothing.
+    # First: a plugin may register its per-batch observers here, only for the runs that
+    # need them, so that idle plugins cost the hot loop nothing.
     hook.fflib_train_start(run=run)
     wants_activations = plugins.has_implementations("fflib_layer_activations")
     wants_goodness = plugins.has_implementations("fflib_layer_goodness")
