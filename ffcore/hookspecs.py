@@ -155,7 +155,9 @@ def fflib_layer_goodness(
 ) -> None:
     """A layer took a training step: its positive and negative goodness and its loss.
 
-    Like :func:`fflib_layer_activations`, once per layer per step (per frame for FFRNN).
+    Like :func:`fflib_layer_activations`, once per layer per step (per frame for FFRNN),
+    right after it for the same step: a plugin implementing both may keep what the first
+    brought (the layer, the activations) for the second.
     """
 
 

@@ -101,6 +101,10 @@ class Tracer:
 
     # --- per-layer hooks: copy the tensors of traced batches only -----------------------
 
+    def _traced(self, run: TrainingRun) -> bool:
+        """Whether ``run``'s current batch is one to trace: this tracer's run, every Nth."""
+        return run is self.run and run.step % self.every == 0
+
     def _trace(self, run: TrainingRun, index: int, layer: nn.Module) -> _LayerTrace:
         if run.step != self._step:
             self._step = run.step
@@ -114,34 +118,29 @@ class Tracer:
     def fflib_layer_activations(
         self, run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
     ) -> None:
-        if run.step % self.every or run is not self.run:
-            return
-        trace = self._trace(run, layer_index, layer)
-        # copies: the model may reuse these buffers before the batch ends
-        trace.h_pos, trace.h_neg = h_pos.detach().clone(), h_neg.detach().clone()
+        if self._traced(run):
+            trace = self._trace(run, layer_index, layer)
+            # copies: the model may reuse these buffers before the batch ends
+            trace.h_pos, trace.h_neg = h_pos.detach().clone(), h_neg.detach().clone()
 
     @hookimpl
     def fflib_layer_goodness(
-        self,
-        run: TrainingRun,
-        layer_index: int,
-        layer: FFLayer,
-        g_pos: Tensor,
-        g_neg: Tensor,
-        loss: Tensor,
+        self, run: TrainingRun, layer_index: int, g_pos: Tensor, g_neg: Tensor, loss: Tensor
     ) -> None:
-        if run.step % self.every or run is not self.run:
+        """The step's goodness; the layer itself came just before, with its activations."""
+        traced = self._traced(run) and run.step == self._step
+        trace = self._layers.get(layer_index) if traced else None
+        if trace is None:
             return
-        trace = self._trace(run, layer_index, layer)
         trace.g_pos, trace.g_neg = g_pos.detach().clone(), g_neg.detach().clone()
         trace.loss = loss.detach().clone()
-        trace.frames.append(frame_values(layer, g_pos, g_neg, loss))
+        trace.frames.append(frame_values(trace.layer, g_pos, g_neg, loss))
 
     # --- batch, epoch and train ends --------------------------------------------------
 
     @hookimpl
     def fflib_batch_end(self, run: TrainingRun, epoch: int, batch: int, loss: Tensor) -> None:
-        if run.step % self.every or run is not self.run:
+        if not self._traced(run):
             return
         layers = self._layers if self._step == run.step else {}
         self._layers, self._step = {}, -1

@@ -17,22 +17,7 @@ from ffcore.cli.main import cli
 from ffcore.errors import UnknownComponentError
 from ffcore.plugin_manager import configure_plugins, get_plugin_manager
 from ffdebug import debug
-from tests.core.fake_dist import install_fake_distribution
-
-ABS_GOODNESS = """
-import ffcore
-from ffcore.interfaces import GoodnessFunction
-
-class AbsSum(GoodnessFunction):
-    def __call__(self, h):
-        return h.abs().flatten(1).sum(1)
-    def default_threshold(self, num_features):
-        return float(num_features)
-
-@ffcore.hookimpl
-def fflib_register_goodness(register):
-    register("abs-sum", AbsSum, description="Sum of absolute activity.")
-"""
+from tests.core.fake_dist import ABS_GOODNESS, install_fake_distribution
 
 ENTRY_POINTS: list[Callable[..., Any]] = [
     training.build_run,

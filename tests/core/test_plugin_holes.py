@@ -20,26 +20,7 @@ from ffcore.errors import CheckpointError
 from ffcore.plugin_manager import configure_plugins, get_plugin_manager
 from ffcore.runs import save_run
 from ffcore.training import build_run, train
-from tests.core.fake_dist import install_fake_distribution
-
-ABS_GOODNESS = """
-import ffcore
-from ffcore.interfaces import GoodnessFunction
-
-class AbsSum(GoodnessFunction):
-    def __call__(self, h):
-        return h.abs().flatten(1).sum(1)
-    def default_threshold(self, num_features):
-        return float(num_features)
-
-def abs_sum():
-    '''Sum of absolute activity.'''
-    return AbsSum()
-
-@ffcore.hookimpl
-def fflib_register_goodness(register):
-    register("abs-sum", abs_sum)
-"""
+from tests.core.fake_dist import ABS_GOODNESS, install_fake_distribution
 
 RAISING_COMMANDS = """
 import click
@@ -109,13 +90,18 @@ def install(
     )
 
 
+def error_of(plugin: str) -> str:
+    """The error of ``plugin``, which must be listed as broken."""
+    info = get_plugin_manager().plugin(plugin)
+    assert info is not None and info.error is not None, info
+    return info.error
+
+
 def test_a_raising_command_hook_breaks_its_plugin_and_keeps_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install(tmp_path, monkeypatch, "fflib-cmds", {"cmds": RAISING_COMMANDS})
-    info = get_plugin_manager().plugin("cmds")
-    assert info is not None and info.error is not None
-    assert "command setup blew up" in info.error
+    assert "command setup blew up" in error_of("cmds")
     assert "half-made" not in get_plugin_manager().commands()
     assert "nudge" not in ffcore.list_presets()  # rolled back with the rest
     listing = invoke("list-plugins")
@@ -130,9 +116,7 @@ def test_a_plugin_command_cannot_take_another_plugins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install(tmp_path, monkeypatch, "fflib-hijack", {"hijack": HIJACKING_DEBUG})
-    info = get_plugin_manager().plugin("hijack")
-    assert info is not None and info.error is not None
-    assert "added command 'debug', which plugin 'ffdebug' already added" in info.error
+    assert "added command 'debug', which plugin 'ffdebug' already added" in error_of("hijack")
     help_text = invoke("debug", "--help").output
     assert "Trace a saved model into TensorBoard" in help_text and "hijacked" not in help_text
     listing = invoke("list-plugins").output
@@ -143,9 +127,7 @@ def test_a_plugin_command_cannot_take_a_core_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install(tmp_path, monkeypatch, "fflib-hijack", {"hijack": HIJACKING_TRAIN})
-    info = get_plugin_manager().plugin("hijack")
-    assert info is not None and info.error is not None
-    assert "added command 'train', which is one of ff's own commands" in info.error
+    assert "added command 'train', which is one of ff's own commands" in error_of("hijack")
     assert "Train a model" in invoke("train", "--help").output
 
 
@@ -156,9 +138,7 @@ def test_the_first_of_two_commands_with_one_name_wins(
     second = first.replace("first", "second")
     install(tmp_path, monkeypatch, "fflib-hello", {"hello-a": first, "hello-b": second})
     assert invoke("hello").output == "first\n"
-    info = get_plugin_manager().plugin("hello-b")
-    assert info is not None and info.error is not None
-    assert "which plugin 'hello-a' already added" in info.error
+    assert "which plugin 'hello-a' already added" in error_of("hello-b")
 
 
 def test_plugin_commands_are_collected_once(manager: ffcore.FFPluginManager) -> None:

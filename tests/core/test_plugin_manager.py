@@ -10,27 +10,9 @@ import ffcore
 from ffcore import plugin_manager
 from ffcore.errors import PluginError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager
-from tests.core.fake_dist import install_fake_distribution
+from tests.core.fake_dist import ABS_GOODNESS, install_fake_distribution
 
-GOOD_PLUGIN = """
-from torch import Tensor
-import ffcore
-from ffcore.interfaces import GoodnessFunction
-
-class AbsSum(GoodnessFunction):
-    def __call__(self, h: Tensor) -> Tensor:
-        return h.abs().flatten(1).sum(1)
-    def default_threshold(self, num_features: int) -> float:
-        return float(num_features)
-
-def abs_sum() -> GoodnessFunction:
-    '''Sum of absolute activity.'''
-    return AbsSum()
-
-@ffcore.hookimpl
-def fflib_register_goodness(register):
-    register("abs-sum", abs_sum)
-"""
+GOOD_PLUGIN = ABS_GOODNESS
 
 BROKEN_IMPORT = """
 raise ImportError("this plugin needs a library that is not installed")

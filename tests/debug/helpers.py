@@ -40,28 +40,24 @@ class Recorder:
     every: int
     steps: list[LayerStep] = field(default_factory=list)
     batch_losses: dict[int, float] = field(default_factory=dict)
-    _activations: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict)
+    _activations: dict[tuple[int, int], tuple[FFLayer, Tensor, Tensor]] = field(
+        default_factory=dict
+    )
 
     @hookimpl
     def fflib_layer_activations(
         self, run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
     ) -> None:
         if run.step % self.every == 0:
-            self._activations[(run.step, layer_index)] = (h_pos.clone(), h_neg.clone())
+            self._activations[(run.step, layer_index)] = (layer, h_pos.clone(), h_neg.clone())
 
     @hookimpl
     def fflib_layer_goodness(
-        self,
-        run: TrainingRun,
-        layer_index: int,
-        layer: FFLayer,
-        g_pos: Tensor,
-        g_neg: Tensor,
-        loss: Tensor,
+        self, run: TrainingRun, layer_index: int, g_pos: Tensor, g_neg: Tensor, loss: Tensor
     ) -> None:
         if run.step % self.every:
             return
-        h_pos, h_neg = self._activations[(run.step, layer_index)]
+        layer, h_pos, h_neg = self._activations[(run.step, layer_index)]
         self.steps.append(
             LayerStep(
                 run.step,

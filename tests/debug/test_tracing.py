@@ -235,14 +235,14 @@ def test_untraced_batches_touch_no_tensor(tmp_path: Path) -> None:
         for step in (1, 2, 3, 5):
             run.step = step
             tracer.fflib_layer_activations(run, 0, layer, untouchable, untouchable)
-            tracer.fflib_layer_goodness(run, 0, layer, untouchable, untouchable, untouchable)
+            tracer.fflib_layer_goodness(run, 0, untouchable, untouchable, untouchable)
             tracer.fflib_batch_end(run, 0, step, untouchable)
         assert tracer._layers == {}
         run.step = 4
         h = torch.rand(3, 32)
         tracer.fflib_layer_activations(run, 0, layer, h, h)
         g = torch.rand(3)
-        tracer.fflib_layer_goodness(run, 0, layer, g, g, torch.tensor(1.0))
+        tracer.fflib_layer_goodness(run, 0, g, g, torch.tensor(1.0))
         assert list(tracer._layers) == [0]
         tracer.fflib_batch_end(run, 0, 4, torch.tensor(2.0))
         assert tracer._layers == {}
