@@ -12,7 +12,7 @@ file, command-line options. A config file uses the option names with underscores
     layer_range = "1:"
 
 Each core setting is declared once, as a :class:`TrainConfig` field (type annotation plus
-:func:`~ffcore.settings.setting` metadata); plugins declare theirs in the
+:func:`~ffcore.settings.setting_field` metadata); plugins declare theirs in the
 ``fflib_add_options`` hook and their values live in :attr:`TrainConfig.plugin_options`.
 Both kinds read and serialise as flat keys (``log_every = 5``).
 """
@@ -29,7 +29,13 @@ from typing import Any
 
 from ffcore.errors import ConfigError, InvalidValueError
 from ffcore.precision import PRECISIONS
-from ffcore.settings import Setting, check_value, dataclass_settings, parse_int_list, setting
+from ffcore.settings import (
+    Setting,
+    check_value,
+    dataclass_settings,
+    parse_int_list,
+    setting_field,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,11 +58,11 @@ def _device(name: str) -> bool:
 class TrainConfig:
     """Everything ``ff train`` needs; ``None`` means "the component's own default"."""
 
-    model: str = setting(
+    model: str = setting_field(
         "ffnet", "Model name (see ff list-plugins).", short="-m", expected=_COMPONENT
     )
-    dataset: str = setting("digits", "Dataset name.", expected=_COMPONENT)
-    layers: list[int] | None = setting(
+    dataset: str = setting_field("digits", "Dataset name.", expected=_COMPONENT)
+    layers: list[int] | None = setting_field(
         None,
         "Layer widths, e.g. 2000,2000.",
         expected="a list of positive integers, e.g. [2000, 2000]",
@@ -64,7 +70,7 @@ class TrainConfig:
         parse=parse_int_list,
         metavar="W1,W2,...",
     )
-    epochs: int = setting(
+    epochs: int = setting_field(
         60,
         "Training epochs.",
         short="-e",
@@ -72,30 +78,32 @@ class TrainConfig:
         check=lambda n: n >= 0,
         resumable=True,
     )
-    batch_size: int = setting(
+    batch_size: int = setting_field(
         128, "Batch size.", short="-b", expected="a positive integer", check=lambda n: n >= 1
     )
-    lr: float | None = setting(
+    lr: float | None = setting_field(
         None,
         "Learning rate (of every layer's optimizer).",
         expected="a positive number",
         check=lambda v: 0 < v < float("inf"),
     )
-    lr_schedule: str = setting(
+    lr_schedule: str = setting_field(
         "linear-cooldown",
         "Learning-rate schedule over the epochs.",
         choices=("constant", "linear-cooldown", "cosine"),
         expected="'constant', 'linear-cooldown' or 'cosine'",
     )
-    threshold: float | None = setting(
+    threshold: float | None = setting_field(
         None, "Goodness threshold (default: the goodness').", expected="a number"
     )
-    goodness: str | None = setting(None, "Goodness function name.", expected=_COMPONENT)
-    loss: str | None = setting(None, "FF loss name.", expected=_COMPONENT)
-    negatives: str = setting("random", "Negative sampler name.", expected=_COMPONENT)
-    probe: str | None = setting(None, "Probe name (default: the model's own).", expected=_COMPONENT)
-    seed: int = setting(0, "Random seed.", expected="an integer")
-    device: str = setting(
+    goodness: str | None = setting_field(None, "Goodness function name.", expected=_COMPONENT)
+    loss: str | None = setting_field(None, "FF loss name.", expected=_COMPONENT)
+    negatives: str = setting_field("random", "Negative sampler name.", expected=_COMPONENT)
+    probe: str | None = setting_field(
+        None, "Probe name (default: the model's own).", expected=_COMPONENT
+    )
+    seed: int = setting_field(0, "Random seed.", expected="an integer")
+    device: str = setting_field(
         "auto",
         "auto, cpu, cuda, cuda:N or mps.",
         expected="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
@@ -104,58 +112,58 @@ class TrainConfig:
     )
     #: ``fp32``, or ``bf16``: mixed precision, matrix products in bfloat16 (see
     #: :mod:`ffcore.precision`).
-    precision: str = setting(
+    precision: str = setting_field(
         "fp32",
         "fp32, or bf16: mixed precision, matrix products in bfloat16.",
         choices=tuple(PRECISIONS),
         expected="'fp32' or 'bf16'",
         resumable=True,
     )
-    val_split: float = setting(
+    val_split: float = setting_field(
         0.1,
         "Fraction of training data for validation.",
         expected="a number in [0, 1)",
         check=lambda v: 0 <= v < 1,
     )
-    use: float = setting(
+    use: float = setting_field(
         1.0,
         "Fraction of the data set to use, in (0, 1].",
         short="-u",
         expected="a number in (0, 1]",
         check=lambda v: 0 < v <= 1,
     )
-    data_root: str | None = setting(
+    data_root: str | None = setting_field(
         None, "Data directory.", expected="a directory path", path="dir"
     )
-    download: bool = setting(True, "Allow downloading data.", expected="true or false")
-    out: str | None = setting(
+    download: bool = setting_field(True, "Allow downloading data.", expected="true or false")
+    out: str | None = setting_field(
         None, "Checkpoint path.", short="-o", expected="a file path", path="file", resumable=True
     )
-    save_every: int = setting(
+    save_every: int = setting_field(
         0,
         "Also save the checkpoint every N epochs.",
         expected="a non-negative number of epochs (0: only at the end)",
         check=lambda n: n >= 0,
         resumable=True,
     )
-    on_nonfinite: str = setting(
+    on_nonfinite: str = setting_field(
         "error",
         "A NaN/inf loss: stop with an error, skip the batch, or don't check.",
         choices=("error", "skip", "off"),
         expected="'error', 'skip' or 'off'",
         resumable=True,
     )
-    preset: str | None = setting(
+    preset: str | None = setting_field(
         None,
         "Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
         "Default: the data set's recipe, when there is one for it and the model chosen.",
         expected="a preset name",
     )
-    model_options: dict[str, Any] = setting({}, expected=_OPTIONS, cli=False)
-    dataset_options: dict[str, Any] = setting({}, expected=_OPTIONS, cli=False)
-    negatives_options: dict[str, Any] = setting({}, expected=_OPTIONS, cli=False)
+    model_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
+    dataset_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
+    negatives_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
     #: Settings declared by plugins (``fflib_add_options``), by name; only those set.
-    plugin_options: dict[str, Any] = setting({}, expected=_OPTIONS, cli=False)
+    plugin_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.plugin_options, Mapping):  # anything else fails validation

@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -262,9 +262,7 @@ class FFPluginManager:
             registered = self._run_registration(name, plugin)
             self.pm.register(plugin, name=name)
         except Exception as exc:  # one plugin's failure stays its own
-            info.error = _error_text(
-                exc, with_traceback=not isinstance(exc, pluggy.PluginValidationError)
-            )
+            info.error = _error_text(exc)
             self._forget(name)
             return
         for command_name, command in registered.commands.items():
@@ -284,7 +282,9 @@ class FFPluginManager:
         The hooks are called on a pluggy manager holding this plugin alone, so whatever
         they register is attributed to it and nothing else runs. (A subset hook caller of
         the main manager would do the same, but keeps the other plugin objects in a set,
-        which refuses unhashable ones such as a ``@dataclass`` observer.)
+        which refuses unhashable ones such as a ``@dataclass`` observer.) Components go
+        straight into the registries (``_forget`` takes them out again on failure);
+        commands and settings are returned, to be kept only if everything worked.
         """
         solo = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         solo.add_hookspecs(hookspecs)
@@ -292,14 +292,22 @@ class FFPluginManager:
         for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
             register = _register_into(self.registries[kind], plugin_name)
             _expect_none(plugin_name, hook_name, getattr(solo.hook, hook_name)(register=register))
-        registered = _Registered()
         holder = click.Group()
         _expect_none(
-            plugin_name,
-            "fflib_register_commands",
-            solo.hook.fflib_register_commands(cli=holder),
+            plugin_name, "fflib_register_commands", solo.hook.fflib_register_commands(cli=holder)
         )
-        for command_name, command in holder.commands.items():
+        options = Options(plugin_name)
+        _expect_none(plugin_name, "fflib_add_options", solo.hook.fflib_add_options(options=options))
+        return _Registered(
+            commands=self._free_commands(plugin_name, holder.commands),
+            settings=_free_settings(options.declared, self._settings),
+        )
+
+    def _free_commands(
+        self, plugin_name: str, commands: Mapping[str, click.Command]
+    ) -> dict[str, click.Command]:
+        """``commands``, if none has the name of one of ff's own or an earlier plugin's."""
+        for command_name in commands:
             if command_name in hookspecs.CORE_COMMANDS:
                 raise PluginError(
                     f"plugin {plugin_name!r} added command {command_name!r}, "
@@ -311,15 +319,7 @@ class FFPluginManager:
                     f"plugin {plugin_name!r} added command {command_name!r}, "
                     f"which plugin {owner[0]!r} already added"
                 )
-            registered.commands[command_name] = command
-        options = Options(plugin_name)
-        _expect_none(plugin_name, "fflib_add_options", solo.hook.fflib_add_options(options=options))
-        for declared in options.declared:
-            _check_setting_is_free(
-                declared, {**self._settings, **{s.name: s for s in registered.settings}}
-            )
-            registered.settings.append(declared)
-        return registered
+        return dict(commands)
 
     # --- queries --------------------------------------------------------------------
 
@@ -399,22 +399,26 @@ def _check_hookimpls(plugin: object, pm: pluggy.PluginManager) -> None:
             )
 
 
-def _check_setting_is_free(declared: Setting, taken: dict[str, Setting]) -> None:
+def _free_settings(declared: list[Setting], taken: Mapping[str, Setting]) -> list[Setting]:
+    """``declared``, if no name or alias is ``ff train``'s own, another plugin's or repeated."""
     from ffcore.config import COMMAND_OPTIONS, CORE_SETTINGS
 
     core = {*COMMAND_OPTIONS, *(n for s in CORE_SETTINGS.values() for n in (s.name, *s.aliases))}
-    for spelling in (declared.name, *declared.aliases):
-        if spelling in core:
-            raise PluginError(
-                f"plugin {declared.plugin!r} declared setting {spelling!r}, "
-                "which is one of ff train's own"
-            )
-        owner = next((s for s in taken.values() if spelling in (s.name, *s.aliases)), None)
-        if owner is not None:
-            raise PluginError(
-                f"plugin {declared.plugin!r} declared setting {spelling!r}, "
-                f"which plugin {owner.plugin!r} already declared"
-            )
+    owners = {n: s.plugin for s in taken.values() for n in (s.name, *s.aliases)}
+    for setting in declared:
+        for spelling in (setting.name, *setting.aliases):
+            if spelling in core:
+                raise PluginError(
+                    f"plugin {setting.plugin!r} declared setting {spelling!r}, "
+                    "which is one of ff train's own"
+                )
+            if spelling in owners:
+                raise PluginError(
+                    f"plugin {setting.plugin!r} declared setting {spelling!r}, "
+                    f"which plugin {owners[spelling]!r} already declared"
+                )
+            owners[spelling] = setting.plugin
+    return declared
 
 
 _manager: FFPluginManager | None = None

@@ -1,7 +1,7 @@
 """Declared settings: a setting's type, default, help and command-line spelling, said once.
 
 ``ff train``'s own settings are declared as :class:`~ffcore.config.TrainConfig` fields
-(their dataclass metadata, see :func:`setting`); a plugin declares its settings in the
+(their dataclass metadata, see :func:`setting_field`); a plugin declares its settings in the
 ``fflib_add_options`` hook (:class:`Options`). From one :class:`Setting` FFLib derives the
 value check (:func:`check_value`), the config-file key check, the ``ff train`` option and
 whether ``ff train --resume`` may change the setting. The core therefore knows no plugin's
@@ -75,7 +75,7 @@ class Setting:
         return describe_type(self.type)
 
 
-def setting(
+def setting_field(
     default: T,
     help: str = "",
     *,
@@ -114,7 +114,7 @@ def setting(
 
 
 def dataclass_settings(cls: type) -> dict[str, Setting]:
-    """The settings a dataclass declares with :func:`setting`, in field order."""
+    """The settings a dataclass declares with :func:`setting_field`, in field order."""
     hints = typing.get_type_hints(cls)
     found: dict[str, Setting] = {}
     for field in dataclasses.fields(cls):

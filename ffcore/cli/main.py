@@ -15,6 +15,7 @@ import click
 
 from ffcore import __version__
 from ffcore.cli.errors import CLIError
+from ffcore.components import normalize_name
 from ffcore.devices import flush_denormals
 from ffcore.errors import FFLibError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_names
@@ -37,7 +38,8 @@ def plugin_manager(ctx: click.Context) -> FFPluginManager:
     disabled = tuple(root.params.get("disable_plugin") or ())
     known = plugin_names()
     for name in disabled:
-        if name.strip().lower().replace("_", "-") not in known:
+        # shell completion parses half-typed command lines: no errors then
+        if normalize_name(name) not in known and not root.resilient_parsing:
             raise CLIError(f"--disable-plugin: {UnknownComponentError('plugin', name, known)}")
     builtin_only = True if root.params.get("builtin_plugins_only") else None
     manager = configure_plugins(disabled=disabled, builtin_only=builtin_only, reuse=True)

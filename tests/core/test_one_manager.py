@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import ffcore
-from ffcore import checkpoint, config, recipes, registry, run_data, runs, training
+from ffcore import checkpoint, config, hookspecs, recipes, registry, run_data, runs, training
 from ffcore.cli.main import cli
 from ffcore.errors import UnknownComponentError
 from ffcore.plugin_manager import configure_plugins, get_plugin_manager
@@ -32,6 +32,10 @@ ENTRY_POINTS: list[Callable[..., Any]] = [
     debug.trace_checkpoint,
     debug.load_split,
 ]
+
+
+def test_core_commands_are_the_ones_plugins_may_not_take() -> None:
+    assert set(cli.commands) == hookspecs.CORE_COMMANDS
 
 
 @pytest.mark.parametrize("function", ENTRY_POINTS, ids=lambda f: f.__qualname__)
