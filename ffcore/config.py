@@ -58,6 +58,12 @@ def _device(name: str) -> bool:
 class TrainConfig:
     """Everything ``ff train`` needs; ``None`` means "the component's own default"."""
 
+    preset: str | None = setting_field(
+        None,
+        "Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
+        "Default: the data set's recipe, when there is one for it and the model chosen.",
+        expected="a preset name",
+    )
     model: str = setting_field(
         "ffnet", "Model name (see ff list-plugins).", short="-m", expected=_COMPONENT
     )
@@ -152,12 +158,6 @@ class TrainConfig:
         choices=("error", "skip", "off"),
         expected="'error', 'skip' or 'off'",
         resumable=True,
-    )
-    preset: str | None = setting_field(
-        None,
-        "Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
-        "Default: the data set's recipe, when there is one for it and the model chosen.",
-        expected="a preset name",
     )
     model_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
     dataset_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
