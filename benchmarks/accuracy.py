@@ -126,7 +126,7 @@ def main() -> None:
             plugins.register(curve, name="accuracy-curve")
         started = time.perf_counter()
         try:
-            metrics = train(build_run(config, plugins))
+            metrics = train(build_run(config))
         finally:
             if args.curve:
                 plugins.unregister("accuracy-curve")

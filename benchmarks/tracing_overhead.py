@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             device=args.device,
-            tensorboard=logdir,
-            trace_every=trace_every if logdir else None,
+            plugin_options={"tensorboard": logdir, "trace_every": trace_every if logdir else None},
         )
 
     timings: dict[str, list[Timing]] = {"off": [], "on": []}

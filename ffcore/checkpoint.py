@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +25,13 @@ import torch
 
 from ffcore.errors import CheckpointError
 from ffcore.interfaces import FFModel
-from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+from ffcore.plugin_manager import get_plugin_manager
 from ffcore.registry import build
 
 FORMAT_NAME = "fflib-checkpoint"
 FORMAT_VERSION = 1
+#: The component kinds the model itself is built from (a checkpoint needs them to load).
+MODEL_KINDS = ("model", "layer", "goodness", "loss")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,6 @@ def save_checkpoint(
     num_classes: int,
     extra: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
-    plugins: FFPluginManager | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically; return the path.
 
@@ -89,20 +91,13 @@ def save_checkpoint(
     goes into the description as is (epoch, metrics, dataset, probe, config...). ``state``
     (plain tensors and numbers: RNG states, counters) is what resuming needs.
     """
-    plugins = plugins or get_plugin_manager()
-    spec = plugins.registry("model").get(model_name)
-    info = plugins.plugin(spec.plugin)
+    source = component_source("model", model_name)
     meta: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "fflib_version": _fflib_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "name": spec.name,
-            "plugin": spec.plugin,
-            "distribution": info.distribution if info else None,
-            "options": model_options,
-        },
+        "model": {**source, "options": model_options},
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         **(extra or {}),
@@ -179,28 +174,80 @@ def restore_weights(
     return optimizer_states
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str],
-    *,
-    map_location: str | torch.device = "cpu",
-    plugins: FFPluginManager | None = None,
-) -> Checkpoint:
-    """Rebuild the model saved in ``path`` through the registries and load its weights."""
-    plugins = plugins or get_plugin_manager()
-    payload = read_checkpoint(path)
-    meta = payload["meta"]
-    model_meta = meta.get("model", {})
-    name = model_meta.get("name")
-    if name not in plugins.registry("model"):
-        plugin = model_meta.get("plugin")
-        dist = model_meta.get("distribution")
+def component_source(kind: str, name: str) -> dict[str, Any]:
+    """The component's canonical name, plugin and distribution: what a checkpoint records
+    so that loading it without that plugin can say what to install."""
+    manager = get_plugin_manager()
+    spec = manager.registry(kind).get(name)
+    info = manager.plugin(spec.plugin)
+    return {
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "distribution": info.distribution if info else None,
+    }
+
+
+def component_sources(names: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
+    """:func:`component_source` of every named component, by kind (unnamed ones skipped)."""
+    registries = get_plugin_manager().registries
+    return {
+        kind: component_source(kind, name)
+        for kind, name in names.items()
+        if name is not None and kind in registries and name in registries[kind]
+    }
+
+
+def _recorded(meta: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """What the description says about the ``kind`` component: name, plugin, distribution.
+
+    Checkpoints written before sources were recorded name the model's plugin only, and the
+    other components by name (``components``).
+    """
+    if kind == "model" and isinstance(meta.get("model"), Mapping):
+        return dict(meta["model"])
+    source = (meta.get("component_sources") or {}).get(kind)
+    if isinstance(source, Mapping):
+        return dict(source)
+    name = (meta.get("components") or {}).get(kind)
+    return {"name": name} if isinstance(name, str) else None
+
+
+def require_components(
+    meta: Mapping[str, Any], kinds: Iterable[str], path: str | os.PathLike[str]
+) -> None:
+    """Raise :class:`CheckpointError` naming the plugin and distribution of the first
+    component of ``kinds`` the checkpoint needs that no enabled plugin registers."""
+    manager = get_plugin_manager()
+    for kind in kinds:
+        recorded = _recorded(meta, kind)
+        if recorded is None or not isinstance(recorded.get("name"), str):
+            continue
+        name = recorded["name"]
+        if name in manager.registry(kind):
+            continue
+        plugin, dist = recorded.get("plugin"), recorded.get("distribution")
+        if plugin is None:
+            raise CheckpointError(
+                f"{path} needs {kind} {name!r}, which no enabled plugin registers: install "
+                "or enable the plugin that provides it"
+            )
         source = f"plugin {plugin!r}" + (f" (distribution {dist!r})" if dist else "")
         raise CheckpointError(
-            f"{path} needs model {name!r} from {source}, which is not installed or is "
+            f"{path} needs {kind} {name!r} from {source}, which is not installed or is "
             "disabled: install or enable that plugin"
         )
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Rebuild the model saved in ``path`` through the registries and load its weights."""
+    payload = read_checkpoint(path)
+    meta = payload["meta"]
+    require_components(meta, MODEL_KINDS, path)
+    model_meta = meta.get("model", {})
+    name = model_meta.get("name")
     model = build(
-        plugins,
         "model",
         name,
         FFModel,

@@ -7,8 +7,14 @@ file, command-line options. A config file uses the option names with underscores
     dataset = "digits"
     layers = [2000, 2000]
     epochs = 30
+    log_every = 5                # a setting a plugin declared, written like any other
     [model_options]
     layer_range = "1:"
+
+Each core setting is declared once, as a :class:`TrainConfig` field (type annotation plus
+:func:`~ffcore.settings.setting_field` metadata); plugins declare theirs in the
+``fflib_add_options`` hook and their values live in :attr:`TrainConfig.plugin_options`.
+Both kinds read and serialise as flat keys (``log_every = 5``).
 """
 
 from __future__ import annotations
@@ -17,62 +23,178 @@ import dataclasses
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ffcore.errors import ConfigError, InvalidValueError
 from ffcore.precision import PRECISIONS
+from ffcore.settings import (
+    Setting,
+    check_value,
+    dataclass_settings,
+    parse_int_list,
+    setting_field,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+_COMPONENT = "a component name"
+_OPTIONS = "a table of options"
+
+
+def _positive_widths(widths: list[int]) -> bool:
+    return bool(widths) and all(w >= 1 for w in widths)
+
+
+def _device(name: str) -> bool:
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name) is not None
+
 
 @dataclass
 class TrainConfig:
     """Everything ``ff train`` needs; ``None`` means "the component's own default"."""
 
-    model: str = "ffnet"
-    dataset: str = "digits"
-    layers: list[int] | None = None
-    epochs: int = 60
-    batch_size: int = 128
-    lr: float | None = None
-    lr_schedule: str = "linear-cooldown"
-    threshold: float | None = None
-    goodness: str | None = None
-    loss: str | None = None
-    negatives: str = "random"
-    probe: str | None = None
-    seed: int = 0
-    device: str = "auto"
+    preset: str | None = setting_field(
+        None,
+        "Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
+        "Default: the data set's recipe, when there is one for it and the model chosen.",
+        expected="a preset name",
+    )
+    model: str = setting_field(
+        "ffnet", "Model name (see ff list-plugins).", short="-m", expected=_COMPONENT
+    )
+    dataset: str = setting_field("digits", "Dataset name.", expected=_COMPONENT)
+    layers: list[int] | None = setting_field(
+        None,
+        "Layer widths, e.g. 2000,2000.",
+        expected="a list of positive integers, e.g. [2000, 2000]",
+        check=_positive_widths,
+        parse=parse_int_list,
+        metavar="W1,W2,...",
+    )
+    epochs: int = setting_field(
+        60,
+        "Training epochs.",
+        short="-e",
+        expected="a non-negative integer",
+        check=lambda n: n >= 0,
+        resumable=True,
+    )
+    batch_size: int = setting_field(
+        128, "Batch size.", short="-b", expected="a positive integer", check=lambda n: n >= 1
+    )
+    lr: float | None = setting_field(
+        None,
+        "Learning rate (of every layer's optimizer).",
+        expected="a positive number",
+        check=lambda v: 0 < v < float("inf"),
+    )
+    lr_schedule: str = setting_field(
+        "linear-cooldown",
+        "Learning-rate schedule over the epochs.",
+        choices=("constant", "linear-cooldown", "cosine"),
+        expected="'constant', 'linear-cooldown' or 'cosine'",
+    )
+    threshold: float | None = setting_field(
+        None, "Goodness threshold (default: the goodness').", expected="a number"
+    )
+    goodness: str | None = setting_field(None, "Goodness function name.", expected=_COMPONENT)
+    loss: str | None = setting_field(None, "FF loss name.", expected=_COMPONENT)
+    negatives: str = setting_field("random", "Negative sampler name.", expected=_COMPONENT)
+    probe: str | None = setting_field(
+        None, "Probe name (default: the model's own).", expected=_COMPONENT
+    )
+    seed: int = setting_field(0, "Random seed.", expected="an integer")
+    device: str = setting_field(
+        "auto",
+        "auto, cpu, cuda, cuda:N or mps.",
+        expected="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+        check=_device,
+        resumable=True,
+    )
     #: ``fp32``, or ``bf16``: mixed precision, matrix products in bfloat16 (see
     #: :mod:`ffcore.precision`).
-    precision: str = "fp32"
-    val_split: float = 0.1
-    use: float = 1.0
-    data_root: str | None = None
-    download: bool = True
-    out: str | None = None
-    save_every: int = 0
-    on_nonfinite: str = "error"
-    #: Where tracing plugins (ffdebug) write TensorBoard logs; ``None``: no tracing.
-    tensorboard: str | None = None
-    #: Trace every N batches (``None``: the tracing plugin's default).
-    trace_every: int | None = None
-    preset: str | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    negatives_options: dict[str, Any] = field(default_factory=dict)
+    precision: str = setting_field(
+        "fp32",
+        "fp32, or bf16: mixed precision, matrix products in bfloat16.",
+        choices=tuple(PRECISIONS),
+        expected="'fp32' or 'bf16'",
+        resumable=True,
+    )
+    val_split: float = setting_field(
+        0.1,
+        "Fraction of training data for validation.",
+        expected="a number in [0, 1)",
+        check=lambda v: 0 <= v < 1,
+    )
+    use: float = setting_field(
+        1.0,
+        "Fraction of the data set to use, in (0, 1].",
+        short="-u",
+        expected="a number in (0, 1]",
+        check=lambda v: 0 < v <= 1,
+    )
+    data_root: str | None = setting_field(
+        None, "Data directory.", expected="a directory path", path="dir"
+    )
+    download: bool = setting_field(True, "Allow downloading data.", expected="true or false")
+    out: str | None = setting_field(
+        None, "Checkpoint path.", short="-o", expected="a file path", path="file", resumable=True
+    )
+    save_every: int = setting_field(
+        0,
+        "Also save the checkpoint every N epochs.",
+        expected="a non-negative number of epochs (0: only at the end)",
+        check=lambda n: n >= 0,
+        resumable=True,
+    )
+    on_nonfinite: str = setting_field(
+        "error",
+        "A NaN/inf loss: stop with an error, skip the batch, or don't check.",
+        choices=("error", "skip", "off"),
+        expected="'error', 'skip' or 'off'",
+        resumable=True,
+    )
+    model_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
+    dataset_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
+    negatives_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
+    #: Settings declared by plugins (``fflib_add_options``), by name; only those set.
+    plugin_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.plugin_options, Mapping):  # anything else fails validation
+            self.plugin_options = {k: v for k, v in self.plugin_options.items() if v is not None}
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/TOML-ready copy."""
-        return dataclasses.asdict(self)
+        """A JSON/TOML-ready copy, plugin settings as top-level keys like the core's."""
+        values = dataclasses.asdict(self)
+        plugin = values.pop("plugin_options")
+        return {**values, **plugin}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`: core keys are fields, the others plugin settings.
+
+        A ``plugin_options`` table is accepted too; a plugin setting set to ``None`` counts
+        as not set.
+        """
+        core: dict[str, Any] = {}
+        plugin: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "plugin_options":
+                if not isinstance(value, Mapping):
+                    raise InvalidValueError(key, value, _OPTIONS)
+                plugin.update(value)
+            elif key in FIELDS:
+                core[key] = value
+            else:
+                plugin[key] = value
+        return cls(**core, plugin_options=plugin)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Options for the model factory: the explicit ones plus ``model_options``."""
@@ -83,88 +205,53 @@ class TrainConfig:
                 kwargs[key] = value
         return kwargs
 
+    def setting(self, name: str) -> Any:
+        """The value of any setting, core or plugin; an unset plugin setting's default."""
+        if name in FIELDS:
+            return getattr(self, name)
+        if name in self.plugin_options:
+            return self.plugin_options[name]
+        return plugin_setting(name).default
 
-# field name -> (accepted Python types, what to say is expected)
-_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "model": ((str,), "a component name"),
-    "dataset": ((str,), "a component name"),
-    "layers": ((list,), "a list of positive integers, e.g. [2000, 2000]"),
-    "epochs": ((int,), "a non-negative integer"),
-    "batch_size": ((int,), "a positive integer"),
-    "lr": ((int, float), "a positive number"),
-    "lr_schedule": ((str,), "'constant', 'linear-cooldown' or 'cosine'"),
-    "threshold": ((int, float), "a number"),
-    "goodness": ((str,), "a component name"),
-    "loss": ((str,), "a component name"),
-    "negatives": ((str,), "a component name"),
-    "probe": ((str,), "a component name"),
-    "seed": ((int,), "an integer"),
-    "device": ((str,), "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
-    "precision": ((str,), "'fp32' or 'bf16'"),
-    "val_split": ((int, float), "a number in [0, 1)"),
-    "use": ((int, float), "a number in (0, 1]"),
-    "data_root": ((str,), "a directory path"),
-    "download": ((bool,), "true or false"),
-    "out": ((str,), "a file path"),
-    "save_every": ((int,), "a non-negative number of epochs (0: only at the end)"),
-    "on_nonfinite": ((str,), "'error', 'skip' or 'off'"),
-    "tensorboard": ((str,), "a log directory"),
-    "trace_every": ((int,), "a positive number of batches"),
-    "preset": ((str,), "a preset name"),
-    "model_options": ((dict,), "a table of options"),
-    "dataset_options": ((dict,), "a table of options"),
-    "negatives_options": ((dict,), "a table of options"),
-}
 
+#: The core settings, by name, in ``TrainConfig`` field order.
+CORE_SETTINGS: dict[str, Setting] = dataclass_settings(TrainConfig)
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
-#: Fields whose default is ``None`` ("the component's own default").
-_OPTIONAL = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.default is None)
+#: Names ``ff train`` uses for options that are not settings; no plugin setting may take them.
+COMMAND_OPTIONS: tuple[str, ...] = ("config", "resume", "option", "json", "help")
 
 
-def _bad(key: str, value: object) -> InvalidValueError:
-    return InvalidValueError(key, value, _TYPES[key][1])
+def plugin_settings() -> dict[str, Setting]:
+    """The settings the enabled plugins declare (``fflib_add_options``), by name."""
+    from ffcore.plugin_manager import get_plugin_manager
+
+    return get_plugin_manager().settings()
+
+
+def all_settings() -> dict[str, Setting]:
+    """Core settings, then the plugins'."""
+    return {**CORE_SETTINGS, **plugin_settings()}
+
+
+def plugin_setting(name: str) -> Setting:
+    """The plugin setting called ``name``; :class:`ConfigError` if no enabled plugin has it."""
+    found = plugin_settings().get(name)
+    if found is None:
+        raise ConfigError(f"unknown setting {name!r} (known keys: {', '.join(all_settings())})")
+    return found
 
 
 def validate(config: TrainConfig) -> None:
-    """Check every field's type and range; raise :class:`InvalidValueError` naming it."""
-    for key in FIELDS:
-        value = getattr(config, key)
-        if value is None:
-            if key not in _OPTIONAL:
-                raise _bad(key, value)
-            continue
-        types, _ = _TYPES[key]
-        if isinstance(value, bool) and bool not in types:
-            raise _bad(key, value)
-        if not isinstance(value, types):
-            raise _bad(key, value)
-    if config.layers is not None and (
-        not config.layers
-        or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in config.layers)
-    ):
-        raise _bad("layers", config.layers)
-    if config.epochs < 0:
-        raise _bad("epochs", config.epochs)
-    if config.batch_size < 1:
-        raise _bad("batch_size", config.batch_size)
-    if config.lr is not None and not 0 < config.lr < float("inf"):
-        raise _bad("lr", config.lr)
-    if config.trace_every is not None and config.trace_every < 1:
-        raise _bad("trace_every", config.trace_every)
-    if config.save_every < 0:
-        raise _bad("save_every", config.save_every)
-    if config.on_nonfinite not in ("error", "skip", "off"):
-        raise _bad("on_nonfinite", config.on_nonfinite)
-    if config.lr_schedule not in ("constant", "linear-cooldown", "cosine"):
-        raise _bad("lr_schedule", config.lr_schedule)
-    if not 0 <= config.val_split < 1:
-        raise _bad("val_split", config.val_split)
-    if not 0 < config.use <= 1:
-        raise _bad("use", config.use)
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", config.device):
-        raise _bad("device", config.device)
-    if config.precision not in PRECISIONS:
-        raise _bad("precision", config.precision)
+    """Check every setting's type and range; raise :class:`InvalidValueError` naming it."""
+    for name, declared in CORE_SETTINGS.items():
+        check_value(declared, getattr(config, name))
+    for name, value in config.plugin_options.items():
+        check_value(plugin_setting(name), value)
+
+
+def resumable_settings() -> tuple[str, ...]:
+    """Settings ``ff train --resume`` may change; everything else comes from the checkpoint."""
+    return tuple(name for name, s in all_settings().items() if s.resumable)
 
 
 def parse_value(raw: str) -> Any:
@@ -184,7 +271,7 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings in a TOML file, checked against :class:`TrainConfig`'s keys and types.
+    """The settings in a TOML file, checked against the declared settings' keys and types.
 
     Errors name the file, the line and the key.
     """
@@ -197,14 +284,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         settings = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+    known = all_settings()
     for key, value in settings.items():
         where = f"{path}, line {_line_of(text, key) or '?'}"
-        if key not in _TYPES:
-            known = ", ".join(FIELDS)
-            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {known})")
-        types, expected = _TYPES[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise ConfigError(f"{where}: key {key!r} = {value!r}: expected {expected}")
+        declared = known.get(key)
+        if declared is None:
+            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(known)})")
+        try:
+            check_value(declared, value)
+        except InvalidValueError as exc:
+            raise ConfigError(
+                f"{where}: key {key!r} = {value!r}: expected {exc.expected}"
+            ) from None
     return settings
 
 
@@ -218,10 +309,11 @@ def build_config(
     merged: dict[str, Any] = {}
     for layer in (preset or {}, file or {}, overrides or {}):
         for key, value in layer.items():
-            if key not in _TYPES:
-                raise ConfigError(f"unknown setting {key!r} (known keys: {', '.join(FIELDS)})")
+            if key not in CORE_SETTINGS and key not in plugin_settings():
+                known = ", ".join(all_settings())
+                raise ConfigError(f"unknown setting {key!r} (known keys: {known})")
             if key.endswith("_options") and isinstance(value, Mapping):
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value
-    return TrainConfig(**merged)
+    return TrainConfig.from_dict(merged)

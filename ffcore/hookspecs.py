@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 import pluggy
-from torch import Tensor
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from ffcore.interfaces.layer import FFLayer
+    from ffcore.settings import Options
     from ffcore.training import TrainingRun
 
 PROJECT_NAME = "fflib"
@@ -86,7 +88,20 @@ def fflib_register_presets(register: Register) -> None:
 
 @hookspec
 def fflib_register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``ff`` command line (``cli.add_command(...)``)."""
+    """Add subcommands to the ``ff`` command line (``cli.add_command(...)``).
+
+    Called once, when the plugin loads. A name in :data:`CORE_COMMANDS` or one an earlier
+    plugin took marks this plugin broken, as a clashing component name does.
+    """
+
+
+@hookspec
+def fflib_add_options(options: Options) -> None:
+    """Declare ``ff train`` settings: ``options.add(name, type, default=..., help=...)``.
+
+    Each becomes a config-file key, an ``ff train --name`` option and a checked value in
+    ``TrainConfig.plugin_options`` (read it with ``run.config.setting(name)``).
+    """
 
 
 # --- training lifecycle ----------------------------------------------------------------
@@ -98,7 +113,8 @@ def fflib_train_start(run: TrainingRun) -> None:
 
     It runs before the trainer looks for implementations of the per-batch and per-layer
     hooks, so a plugin can register an observer object here only when it is needed
-    (``run.plugins.register(obj, name=...)``) and unregister it in ``fflib_train_end``.
+    (``ffcore.get_plugin_manager().register(obj, name=...)``) and unregister it in
+    ``fflib_train_end``.
     """
 
 
@@ -139,9 +155,14 @@ def fflib_layer_goodness(
 ) -> None:
     """A layer took a training step: its positive and negative goodness and its loss.
 
-    Like :func:`fflib_layer_activations`, once per layer per step (per frame for FFRNN).
+    Like :func:`fflib_layer_activations`, once per layer per step (per frame for FFRNN),
+    right after it for the same step: a plugin implementing both may keep what the first
+    brought (the layer, the activations) for the second.
     """
 
+
+#: The ``ff`` subcommands the core provides: no plugin command may take these names.
+CORE_COMMANDS: frozenset[str] = frozenset({"train", "eval", "list-plugins"})
 
 #: Registration hook name for each component kind.
 REGISTRATION_HOOKS: dict[str, str] = {

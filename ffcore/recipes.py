@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffcore.config import TrainConfig
-from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+from ffcore.plugin_manager import get_plugin_manager
 from ffcore.registry import build
 
 #: The preset holding no settings: FFLib's generic defaults, whatever the data set.
@@ -40,16 +40,15 @@ def _chosen(key: str, file: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return overrides.get(key, file.get(key))
 
 
-def _canonical(plugins: FFPluginManager, kind: str, name: str) -> str:
+def _canonical(kind: str, name: str) -> str:
     """A component's registered name (aliases resolved); unknown names as they are."""
-    registry = plugins.registry(kind)
+    registry = get_plugin_manager().registry(kind)
     return registry.get(name).name if name in registry else name
 
 
 def starting_preset(
     file: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
-    plugins: FFPluginManager | None = None,
 ) -> StartingPoint:
     """The preset under a run's config file and options.
 
@@ -60,22 +59,17 @@ def starting_preset(
     """
     file = file or {}
     overrides = overrides or {}
-    manager = plugins or get_plugin_manager()
-    registry = manager.registry("preset")
+    registry = get_plugin_manager().registry("preset")
     named = _chosen("preset", file, overrides)
     if named is not None:
-        return StartingPoint(named, dict(build(plugins, "preset", named, dict)), "named")
-    dataset = _canonical(
-        manager, "dataset", _chosen("dataset", file, overrides) or TrainConfig.dataset
-    )
+        return StartingPoint(named, dict(build("preset", named, dict)), "named")
+    dataset = _canonical("dataset", _chosen("dataset", file, overrides) or TrainConfig.dataset)
     if dataset not in registry:
         return StartingPoint(None, {}, f"no recipe for data set {dataset!r}")
-    recipe = dict(build(plugins, "preset", dataset, dict))
+    recipe = dict(build("preset", dataset, dict))
     model = _chosen("model", file, overrides)
     recipe_model = recipe.get("model", TrainConfig.model)
-    if model is not None and _canonical(manager, "model", model) != _canonical(
-        manager, "model", recipe_model
-    ):
+    if model is not None and _canonical("model", model) != _canonical("model", recipe_model):
         return StartingPoint(
             None, {}, f"data set {dataset!r}'s recipe is for model {recipe_model!r}, not {model!r}"
         )

@@ -24,7 +24,7 @@ from ffcore.interfaces import (
     NegativeSampler,
     Probe,
 )
-from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+from ffcore.plugin_manager import get_plugin_manager
 
 T = TypeVar("T")
 
@@ -44,11 +44,9 @@ def create_component(kind: str, name: str, /, **options: Any) -> Any:
     return get_plugin_manager().registry(kind).create(name, **options)
 
 
-def build(
-    plugins: FFPluginManager | None, kind: str, name: str, expected: type[T], /, **options: Any
-) -> T:
-    """Build a component with a given plugin manager and check what the factory returned."""
-    registry = (plugins or get_plugin_manager()).registry(kind)
+def build(kind: str, name: str, expected: type[T], /, **options: Any) -> T:
+    """Build a component and check that the factory returned an ``expected``."""
+    registry = get_plugin_manager().registry(kind)
     obj = registry.create(name, **options)
     if not isinstance(obj, expected):
         spec = registry.get(name)
@@ -66,7 +64,7 @@ def list_layers() -> list[str]:
 
 def create_layer(name: str, /, **options: Any) -> FFLayer:
     """Build an FF layer, e.g. ``create_layer("ffdense", in_features=784, out_features=500)``."""
-    return build(None, "layer", name, FFLayer, **options)
+    return build("layer", name, FFLayer, **options)
 
 
 def list_models() -> list[str]:
@@ -79,7 +77,6 @@ def create_model(
 ) -> FFModel:
     """Build a model for inputs of ``input_shape`` and ``num_classes`` labels."""
     return build(
-        None,
         "model",
         name,
         FFModel,
@@ -96,7 +93,7 @@ def list_goodness() -> list[str]:
 
 def create_goodness(name: str, /, **options: Any) -> GoodnessFunction:
     """Build a goodness function."""
-    return build(None, "goodness", name, GoodnessFunction, **options)
+    return build("goodness", name, GoodnessFunction, **options)
 
 
 def list_losses() -> list[str]:
@@ -106,7 +103,7 @@ def list_losses() -> list[str]:
 
 def create_loss(name: str, /, **options: Any) -> FFLoss:
     """Build an FF loss."""
-    return build(None, "loss", name, FFLoss, **options)
+    return build("loss", name, FFLoss, **options)
 
 
 def list_probes() -> list[str]:
@@ -116,7 +113,7 @@ def list_probes() -> list[str]:
 
 def create_probe(name: str, /, **options: Any) -> Probe:
     """Build a probe."""
-    return build(None, "probe", name, Probe, **options)
+    return build("probe", name, Probe, **options)
 
 
 def list_negatives() -> list[str]:
@@ -126,7 +123,7 @@ def list_negatives() -> list[str]:
 
 def create_negatives(name: str, /, **options: Any) -> NegativeSampler:
     """Build a negative sampler."""
-    return build(None, "negatives", name, NegativeSampler, **options)
+    return build("negatives", name, NegativeSampler, **options)
 
 
 def list_datasets() -> list[str]:
@@ -136,7 +133,7 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str, /, **options: Any) -> DataSplits:
     """Load a dataset's splits, e.g. ``load_dataset("digits", val_split=0.1)``."""
-    return build(None, "dataset", name, DataSplits, **options)
+    return build("dataset", name, DataSplits, **options)
 
 
 def list_presets() -> list[str]:
@@ -146,4 +143,4 @@ def list_presets() -> list[str]:
 
 def get_preset(name: str, /) -> dict[str, Any]:
     """The settings of a preset, as a dict of ``ff train`` keys."""
-    return dict(build(None, "preset", name, dict))
+    return dict(build("preset", name, dict))

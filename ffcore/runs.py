@@ -17,29 +17,25 @@ from typing import Any
 
 import torch
 
-from ffcore.checkpoint import read_checkpoint, restore_weights, save_checkpoint
-from ffcore.config import TrainConfig
-from ffcore.errors import CheckpointError, InvalidValueError
-from ffcore.plugin_manager import FFPluginManager
-from ffcore.training import TrainingRun, build_run, dataset_kwargs
-
-#: Settings that may change when resuming; everything else comes from the checkpoint.
-RESUME_OVERRIDES = (
-    "epochs",
-    "out",
-    "device",
-    "precision",
-    "save_every",
-    "on_nonfinite",
-    "tensorboard",
-    "trace_every",
+from ffcore.checkpoint import (
+    component_sources,
+    read_checkpoint,
+    require_components,
+    restore_weights,
+    save_checkpoint,
 )
+from ffcore.components import KINDS
+from ffcore.config import TrainConfig, resumable_settings
+from ffcore.errors import CheckpointError, InvalidValueError
+from ffcore.plugin_manager import get_plugin_manager
+from ffcore.run_data import dataset_kwargs
+from ffcore.training import TrainingRun, build_run
 
 
 def component_names(run: TrainingRun) -> dict[str, str | None]:
     """Every component the run uses, by kind, defaults resolved (goodness, loss...)."""
     names: dict[str, str | None] = dict(run.names)
-    factory = run.plugins.registry("model").get(run.config.model).factory
+    factory = get_plugin_manager().registry("model").get(run.config.model).factory
     parameters = inspect.signature(factory).parameters
     for kind in ("layer", "goodness", "loss"):
         chosen = getattr(run.config, kind, None) or run.config.model_options.get(kind)
@@ -68,6 +64,7 @@ def save_run(
 ) -> Path:
     """Write ``run`` (model, optimizers, training state, description) to ``path``."""
     config, data = run.config, run.data
+    components = component_names(run)
     return save_checkpoint(
         path,
         run.model,
@@ -75,15 +72,12 @@ def save_run(
         model_options=config.model_kwargs(),
         input_shape=data.input_shape,
         num_classes=data.num_classes,
-        plugins=run.plugins,
         extra={
-            "dataset": {
-                "name": run.names["dataset"],
-                "options": dataset_kwargs(config, run.plugins),
-            },
+            "dataset": {"name": run.names["dataset"], "options": dataset_kwargs(config)},
             "probe": run.names["probe"],
             "negatives": run.names["negatives"],
-            "components": component_names(run),
+            "components": components,
+            "component_sources": component_sources(components),
             "epoch": run.epoch,
             "batch": run.batch,
             "complete": run.epoch >= config.epochs and run.batch == 0,
@@ -97,28 +91,29 @@ def save_run(
 
 
 def resume_run(
-    path: str | os.PathLike[str],
-    overrides: Mapping[str, Any] | None = None,
-    plugins: FFPluginManager | None = None,
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
 ) -> TrainingRun:
     """Rebuild the run saved in ``path`` and restore it to where it stopped.
 
-    ``overrides`` may change only :data:`RESUME_OVERRIDES` (e.g. more ``epochs``).
+    ``overrides`` may change only the settings declared resumable (e.g. more ``epochs``,
+    see :func:`~ffcore.config.resumable_settings`).
     """
     overrides = dict(overrides or {})
+    resumable = resumable_settings()
     for key in overrides:
-        if key not in RESUME_OVERRIDES:
+        if key not in resumable:
             raise InvalidValueError(
                 "setting when resuming",
                 key,
-                f"one of {', '.join(RESUME_OVERRIDES)} (the rest comes from the checkpoint)",
+                f"one of {', '.join(resumable)} (the rest comes from the checkpoint)",
             )
     payload = read_checkpoint(path)
     meta, state = payload["meta"], payload.get("state")
     if not isinstance(state, dict) or "config" not in meta:
         raise CheckpointError(f"{path} holds no training state to resume from")
-    config = TrainConfig(**{**meta["config"], **overrides})
-    run = build_run(config, plugins)
+    require_components(meta, KINDS, path)
+    config = TrainConfig.from_dict({**meta["config"], **overrides})
+    run = build_run(config)
     restore_weights(run.model, payload, path)
     run.epoch, run.batch, run.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
     run.loss_sum, run.skipped = float(state["loss_sum"]), int(state["skipped"])

@@ -33,9 +33,10 @@ from ffcore.interfaces import (
     Probe,
     Split,
 )
-from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
+from ffcore.plugin_manager import get_plugin_manager
 from ffcore.precision import autocast
 from ffcore.registry import build
+from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.signals import StopRequests
 
@@ -78,7 +79,6 @@ class TrainingRun:
     negatives: NegativeSampler
     probe: Probe
     device: torch.device
-    plugins: FFPluginManager
     #: Epochs completed, batches completed in the current epoch, batches trained in all.
     epoch: int = 0
     batch: int = 0
@@ -106,33 +106,16 @@ class Progress(Protocol):
         """Epoch ``epoch`` ended with ``metrics``."""
 
 
-def dataset_kwargs(config: TrainConfig, plugins: FFPluginManager) -> dict[str, Any]:
-    """Options for the dataset factory from the config's dataset settings."""
-    spec = plugins.registry("dataset").get(config.dataset)
-    kwargs: dict[str, Any] = {"val_split": config.val_split, "use": config.use, "seed": config.seed}
-    if config.data_root is not None:
-        if not spec.accepts("root"):
-            raise InvalidValueError(
-                "data_root", config.data_root, f"no data root: dataset {spec.name!r} needs no files"
-            )
-        kwargs["root"] = config.data_root
-    if spec.accepts("download"):
-        kwargs["download"] = config.download
-    kwargs.update(config.dataset_options)
-    return {k: v for k, v in kwargs.items() if spec.accepts(k) or k in config.dataset_options}
-
-
-def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> TrainingRun:
+def build_run(config: TrainConfig) -> TrainingRun:
     """Load the data and build the model, probe and negative sampler ``config`` names."""
-    plugins = plugins or get_plugin_manager()
+    plugins = get_plugin_manager()
     device = resolve_device(config.device)
     autocast(device, config.precision)  # fails now if the device cannot run that precision
     model_spec = plugins.registry("model").get(config.model)
     negatives_spec = plugins.registry("negatives").get(config.negatives)
-    data = build(plugins, "dataset", config.dataset, DataSplits, **dataset_kwargs(config, plugins))
+    data = build("dataset", config.dataset, DataSplits, **dataset_kwargs(config))
     torch.manual_seed(config.seed)
     model = build(
-        plugins,
         "model",
         config.model,
         FFModel,
@@ -142,7 +125,7 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
     )
     model.to(device)
     probe_name = config.probe or model.default_probe
-    probe = build(plugins, "probe", probe_name, Probe)
+    probe = build("probe", probe_name, Probe)
     probe.check(model)
     if config.batch_size > len(data.train):
         raise InvalidValueError(
@@ -150,9 +133,7 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
             config.batch_size,
             f"at most the {len(data.train)} training samples of {data.name!r}",
         )
-    negatives = build(
-        plugins, "negatives", config.negatives, NegativeSampler, **config.negatives_options
-    )
+    negatives = build("negatives", config.negatives, NegativeSampler, **config.negatives_options)
     data = DataSplits(
         name=data.name,
         train=data.train.to(device),
@@ -169,7 +150,6 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
         negatives=negatives,
         probe=probe,
         device=device,
-        plugins=plugins,
         names={
             "model": model_spec.name,
             "dataset": normalize_name(data.name),
@@ -182,13 +162,14 @@ def build_run(config: TrainConfig, plugins: FFPluginManager | None = None) -> Tr
 class _HookObserver:
     """Forwards each layer's training step to the per-layer plugin hooks."""
 
-    def __init__(self, run: TrainingRun, activations: bool, goodness: bool) -> None:
+    def __init__(self, run: TrainingRun, hook: Any, activations: bool, goodness: bool) -> None:
         self.run = run
+        self.hook = hook
         self.activations = activations
         self.goodness = goodness
 
     def layer_trained(self, index: int, layer: FFLayer, result: LayerStepResult) -> None:
-        hook = self.run.plugins.hook
+        hook = self.hook
         if self.activations:
             hook.fflib_layer_activations(
                 run=self.run, layer_index=index, layer=layer, h_pos=result.h_pos, h_neg=result.h_neg
@@ -257,16 +238,16 @@ def train(
 def _train(
     run: TrainingRun, progress: Progress | None, checkpoint: Checkpointer | None
 ) -> dict[str, float]:
-    config, model, plugins = run.config, run.model, run.plugins
+    config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
-    # First: a plugin may register its per-batch observers here (ffdebug does, only when
-    # tracing is on), so that idle plugins cost the hot loop nothing.
+    # First: a plugin may register its per-batch observers here, only for the runs that
+    # need them, so that idle plugins cost the hot loop nothing.
     hook.fflib_train_start(run=run)
     wants_activations = plugins.has_implementations("fflib_layer_activations")
     wants_goodness = plugins.has_implementations("fflib_layer_goodness")
     wants_batches = plugins.has_implementations("fflib_batch_end")
     model.observer = (
-        _HookObserver(run, wants_activations, wants_goodness)
+        _HookObserver(run, hook, wants_activations, wants_goodness)
         if wants_activations or wants_goodness
         else None
     )

@@ -10,5 +10,8 @@ when something is traced.
 DEFAULT_TRACE_EVERY = 50
 #: The plugin name the tracer is registered under while a traced run trains.
 TRACER_NAME = "ffdebug-tracer"
+#: The ``ff train`` settings ffdebug declares: the log directory and the tracing period.
+LOGDIR = "tensorboard"
+TRACE_EVERY = "trace_every"
 
-__all__ = ["DEFAULT_TRACE_EVERY", "TRACER_NAME"]
+__all__ = ["DEFAULT_TRACE_EVERY", "LOGDIR", "TRACER_NAME", "TRACE_EVERY"]

@@ -21,12 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from ffcore.checkpoint import load_checkpoint
-from ffcore.cli.context import plugin_manager_for
 from ffcore.devices import resolve_device
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
-from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
 from ffcore.registry import build
+from ffcore.run_data import load_saved_data
 from ffdebug.errors import TracingError
 from ffdebug.stats import (
     EVAL_CHUNK,
@@ -61,40 +60,20 @@ class DebugReport:
 
 def load_split(
     meta: dict[str, Any],
-    plugins: FFPluginManager,
     *,
     dataset: str | None,
     data_root: str | None,
     download: bool | None,
     split: str,
+    path: str | os.PathLike[str] = "the checkpoint",
 ) -> tuple[DataSplits, Split]:
     """The data set the checkpoint names (or ``dataset``) and its ``split``."""
-    saved: dict[str, Any] = meta.get("dataset") or {}
-    name = dataset or saved.get("name")
-    if not name:
-        raise TracingError("the checkpoint names no data set: pass --dataset NAME")
-    options: dict[str, Any] = dict(saved.get("options", {})) if not dataset else {}
-    spec = plugins.registry("dataset").get(str(name))
-    if data_root is not None:
-        if not spec.accepts("root"):
-            raise InvalidValueError(
-                "data_root", data_root, f"no data root: dataset {spec.name!r} needs no files"
-            )
-        options["root"] = data_root
-    if download is not None and spec.accepts("download"):
-        options["download"] = download
-    data = build(plugins, "dataset", str(name), DataSplits, **options)
-    shape, classes = tuple(meta.get("input_shape", ())), meta.get("num_classes")
-    if tuple(data.input_shape) != shape or data.num_classes != classes:
-        raise TracingError(
-            f"dataset {spec.name!r} has inputs of shape {tuple(data.input_shape)} and "
-            f"{data.num_classes} classes; the model takes {shape} and {classes}"
-        )
     if split not in SPLITS:
         raise InvalidValueError("split", split, f"one of {', '.join(SPLITS)}")
+    data = load_saved_data(meta, dataset=dataset, data_root=data_root, download=download, path=path)
     chosen = {"test": data.test, "val": data.val, "train": data.train}[split]
     if chosen is None or len(chosen) == 0:
-        raise TracingError(f"dataset {spec.name!r} has no {split} split (try --split test)")
+        raise TracingError(f"dataset {data.name!r} has no {split} split (try --split test)")
     return data, chosen
 
 
@@ -238,20 +217,23 @@ def trace_checkpoint(
     device: str = "auto",
     seed: int = 0,
     step: int = 0,
-    plugins: FFPluginManager | None = None,
 ) -> DebugReport:
     """Trace the model saved in ``checkpoint`` on ``samples`` samples of a data split."""
     from ffdebug.events import EventWriter, heat_map, markdown_table
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidValueError("samples", samples, "a positive integer")
-    plugins = plugins or get_plugin_manager()
     target = resolve_device(device)
-    loaded = load_checkpoint(checkpoint, map_location=target, plugins=plugins)
+    loaded = load_checkpoint(checkpoint, map_location=target)
     model, meta = loaded.model, loaded.meta
     model_meta: dict[str, Any] = meta.get("model", {})
     data, chosen = load_split(
-        meta, plugins, dataset=dataset, data_root=data_root, download=download, split=split
+        meta,
+        dataset=dataset,
+        data_root=data_root,
+        download=download,
+        split=split,
+        path=checkpoint,
     )
     order = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))[:samples]
     classes = list(data.class_names) or [str(c) for c in range(data.num_classes)]
@@ -262,7 +244,7 @@ def trace_checkpoint(
     negatives_options: dict[str, Any] = {}
     if negatives_name == saved_negatives:
         negatives_options = dict((meta.get("config") or {}).get("negatives_options") or {})
-    sampler = build(plugins, "negatives", negatives_name, NegativeSampler, **negatives_options)
+    sampler = build("negatives", negatives_name, NegativeSampler, **negatives_options)
     model.eval()
     torch.manual_seed(seed)  # the negatives
 
@@ -270,7 +252,7 @@ def trace_checkpoint(
     events = EventWriter(logdir)
     try:
         packet = Packet()
-        _measure(packet, model, sample, sampler, _probe(meta, plugins, model), data.num_classes)
+        _measure(packet, model, sample, sampler, _probe(meta, model), data.num_classes)
         events.write(packet.fetch(), step)
         maps = (
             ("goodness/per_class", sample.scores, False),
@@ -320,11 +302,11 @@ def trace_checkpoint(
     )
 
 
-def _probe(meta: dict[str, Any], plugins: FFPluginManager, model: FFModel) -> Probe | None:
+def _probe(meta: dict[str, Any], model: FFModel) -> Probe | None:
     """The probe the model was trained with, if it can read the model."""
     name = meta.get("probe") or model.default_probe
     try:
-        probe = build(plugins, "probe", str(name), Probe)
+        probe = build("probe", str(name), Probe)
         probe.check(model)
     except FFLibError:
         return None
@@ -368,9 +350,7 @@ def _probe(meta: dict[str, Any], plugins: FFPluginManager, model: FFModel) -> Pr
     show_default=True,
     help="Global step to file the traces under (to line them up with a training run).",
 )
-@click.pass_context
 def debug_command(
-    ctx: click.Context,
     checkpoint: str,
     logdir: str,
     dataset: str | None,
@@ -402,7 +382,6 @@ def debug_command(
         device=device,
         seed=seed,
         step=step,
-        plugins=plugin_manager_for(ctx),
     )
     epoch = f" (epoch {report.epoch})" if report.epoch is not None else ""
     parts = [f"{report.layers} layers traced"]

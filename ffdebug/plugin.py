@@ -1,8 +1,10 @@
 """The ffdebug plugin module (entry point ``ffdebug``).
 
-Two hooks: ``fflib_train_start`` registers a :class:`~ffdebug.tracer.Tracer` for the run
-when ``--tensorboard`` is given (and only then, so untraced runs have no per-batch hooks to
-call), and ``fflib_register_commands`` adds ``ff debug``. Both import TensorBoard lazily.
+Three hooks: ``fflib_add_options`` declares ``ff train --tensorboard DIR`` (alias
+``--logdir``) and ``--trace-every N``; ``fflib_train_start`` registers a
+:class:`~ffdebug.tracer.Tracer` for the run when a log directory is set (and only then, so
+untraced runs have no per-batch hooks to call); ``fflib_register_commands`` adds
+``ff debug``. TensorBoard is imported only when something is traced.
 """
 
 from __future__ import annotations
@@ -11,36 +13,61 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ffcore import hookimpl
-from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
+from ffcore import get_plugin_manager, hookimpl
+from ffdebug import DEFAULT_TRACE_EVERY, LOGDIR, TRACE_EVERY, TRACER_NAME
 
 if TYPE_CHECKING:
+    from ffcore.settings import Options
     from ffcore.training import TrainingRun
 
 
-def _drop_stale_tracer(run: TrainingRun) -> None:
+@hookimpl
+def fflib_add_options(options: Options) -> None:
+    """``--tensorboard DIR`` / ``--logdir DIR`` and ``--trace-every N`` for ``ff train``."""
+    options.add(
+        LOGDIR,
+        str,
+        help="Write TensorBoard traces to this directory.",
+        expected="a log directory",
+        aliases=("logdir",),
+        path="dir",
+        resumable=True,
+    )
+    options.add(
+        TRACE_EVERY,
+        int,
+        default=DEFAULT_TRACE_EVERY,
+        help="Trace every N batches (with --tensorboard).",
+        expected="a positive number of batches",
+        check=lambda every: every >= 1,
+        resumable=True,
+    )
+
+
+def _drop_stale_tracer() -> None:
     """Close the tracer of an earlier run that raised before its ``fflib_train_end``."""
-    stale = run.plugins.pm.get_plugin(TRACER_NAME)
+    manager = get_plugin_manager()
+    stale = manager.get_plugin(TRACER_NAME)
     if stale is None:
         return
     close = getattr(stale, "close", None)
     if callable(close):
         close()
-    run.plugins.unregister(TRACER_NAME)
+    manager.unregister(TRACER_NAME)
 
 
 @hookimpl
 def fflib_train_start(run: TrainingRun) -> None:
-    """Start tracing ``run`` into ``config.tensorboard``, if it is set."""
-    _drop_stale_tracer(run)
-    logdir = run.config.tensorboard
+    """Start tracing ``run`` into its ``tensorboard`` directory, if it is set."""
+    _drop_stale_tracer()
+    logdir = run.config.setting(LOGDIR)
     if logdir is None:
         return
     from ffdebug.tracer import Tracer
 
-    tracer = Tracer(run, logdir, run.config.trace_every or DEFAULT_TRACE_EVERY)
+    tracer = Tracer(run, logdir, run.config.setting(TRACE_EVERY))
     try:
-        run.plugins.register(tracer, name=TRACER_NAME)
+        get_plugin_manager().register(tracer, name=TRACER_NAME)
     except BaseException:
         tracer.close()
         raise

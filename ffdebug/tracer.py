@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from ffcore import hookimpl
+from ffcore import get_plugin_manager, hookimpl
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import FFLayer
 from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
@@ -101,6 +101,10 @@ class Tracer:
 
     # --- per-layer hooks: copy the tensors of traced batches only -----------------------
 
+    def _traced(self, run: TrainingRun) -> bool:
+        """Whether ``run``'s current batch is one to trace: this tracer's run, every Nth."""
+        return run is self.run and run.step % self.every == 0
+
     def _trace(self, run: TrainingRun, index: int, layer: nn.Module) -> _LayerTrace:
         if run.step != self._step:
             self._step = run.step
@@ -114,34 +118,29 @@ class Tracer:
     def fflib_layer_activations(
         self, run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
     ) -> None:
-        if run.step % self.every or run is not self.run:
-            return
-        trace = self._trace(run, layer_index, layer)
-        # copies: the model may reuse these buffers before the batch ends
-        trace.h_pos, trace.h_neg = h_pos.detach().clone(), h_neg.detach().clone()
+        if self._traced(run):
+            trace = self._trace(run, layer_index, layer)
+            # copies: the model may reuse these buffers before the batch ends
+            trace.h_pos, trace.h_neg = h_pos.detach().clone(), h_neg.detach().clone()
 
     @hookimpl
     def fflib_layer_goodness(
-        self,
-        run: TrainingRun,
-        layer_index: int,
-        layer: FFLayer,
-        g_pos: Tensor,
-        g_neg: Tensor,
-        loss: Tensor,
+        self, run: TrainingRun, layer_index: int, g_pos: Tensor, g_neg: Tensor, loss: Tensor
     ) -> None:
-        if run.step % self.every or run is not self.run:
+        """The step's goodness; the layer itself came just before, with its activations."""
+        traced = self._traced(run) and run.step == self._step
+        trace = self._layers.get(layer_index) if traced else None
+        if trace is None:
             return
-        trace = self._trace(run, layer_index, layer)
         trace.g_pos, trace.g_neg = g_pos.detach().clone(), g_neg.detach().clone()
         trace.loss = loss.detach().clone()
-        trace.frames.append(frame_values(layer, g_pos, g_neg, loss))
+        trace.frames.append(frame_values(trace.layer, g_pos, g_neg, loss))
 
     # --- batch, epoch and train ends --------------------------------------------------
 
     @hookimpl
     def fflib_batch_end(self, run: TrainingRun, epoch: int, batch: int, loss: Tensor) -> None:
-        if run.step % self.every or run is not self.run:
+        if not self._traced(run):
             return
         layers = self._layers if self._step == run.step else {}
         self._layers, self._step = {}, -1
@@ -215,8 +214,9 @@ class Tracer:
             self.events.hparams_end(values, run.step)
         finally:
             self.close()
-            if run.plugins.pm.get_plugin(TRACER_NAME) is self:
-                run.plugins.unregister(TRACER_NAME)
+            manager = get_plugin_manager()
+            if manager.get_plugin(TRACER_NAME) is self:
+                manager.unregister(TRACER_NAME)
 
     def close(self) -> None:
         """Flush and close the event file (idempotent)."""

@@ -25,7 +25,7 @@ def hookspec_functions() -> list[tuple[str, list[str]]]:
 def test_there_are_hookspecs() -> None:
     names = [name for name, _ in hookspec_functions()]
     assert "fflib_register_layers" in names and "fflib_layer_goodness" in names
-    assert len(names) == len(hookspecs.REGISTRATION_HOOKS) + 7
+    assert len(names) == len(hookspecs.REGISTRATION_HOOKS) + 8
 
 
 @pytest.mark.parametrize(("name", "arguments"), hookspec_functions())

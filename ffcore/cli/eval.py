@@ -10,11 +10,12 @@ import click
 from torch import nn
 
 from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
-from ffcore.checkpoint import load_checkpoint
-from ffcore.cli.context import plugin_manager_for
+from ffcore.checkpoint import load_checkpoint, require_components
+from ffcore.components import normalize_name
 from ffcore.devices import resolve_device
 from ffcore.precision import PRECISIONS, check_precision
-from ffcore.registry import create_probe, load_dataset
+from ffcore.registry import create_probe
+from ffcore.run_data import load_saved_data
 from ffcore.training import evaluate
 
 
@@ -61,9 +62,7 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
     help="Sparsity measure(s) for --stats (repeatable). [default: all]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
 def eval_command(
-    ctx: click.Context,
     checkpoint: str,
     dataset: str | None,
     data_root: str | None,
@@ -76,22 +75,17 @@ def eval_command(
     as_json: bool,
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
-    plugins = plugin_manager_for(ctx)
     target = resolve_device(device)
-    loaded = load_checkpoint(checkpoint, map_location=target, plugins=plugins)
+    loaded = load_checkpoint(checkpoint, map_location=target)
     meta = loaded.meta
     if stats:
         print_stats(loaded.model, sparsity_kinds or SPARSITY_KINDS, as_json)
         return
-    saved_dataset: dict[str, Any] = meta.get("dataset", {})
-    name = dataset or saved_dataset.get("name")
-    options: dict[str, Any] = dict(saved_dataset.get("options", {})) if not dataset else {}
-    spec = plugins.registry("dataset").get(str(name))
-    if data_root is not None:
-        options["root"] = data_root
-    if download is not None and spec.accepts("download"):
-        options["download"] = download
-    data = load_dataset(str(name), **options)
+    data = load_saved_data(
+        meta, dataset=dataset, data_root=data_root, download=download, path=checkpoint
+    )
+    if probe is None:
+        require_components(meta, ("probe",), checkpoint)
     probe_name = probe or meta.get("probe") or loaded.model.default_probe
     probe_obj = create_probe(probe_name)
     probe_obj.check(loaded.model)
@@ -104,7 +98,7 @@ def eval_command(
         result = {
             "checkpoint": checkpoint,
             "model": meta["model"]["name"],
-            "dataset": spec.name,
+            "dataset": normalize_name(data.name),
             "probe": probe_name,
             "epoch": meta.get("epoch"),
             "precision": precision,
@@ -113,6 +107,6 @@ def eval_command(
         click.echo(json.dumps(result))
         return
     click.echo(
-        f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {spec.name}: "
+        f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {normalize_name(data.name)}: "
         f"test accuracy {100 * accuracy:.2f}%" + ("" if precision == "fp32" else f" ({precision})")
     )

@@ -1,4 +1,11 @@
-"""``ff``: the root command group, global plugin options and plugin-added commands."""
+"""``ff``: the root command group, global plugin options and plugin-added commands.
+
+The root group configures the process-wide plugin manager once, from ``--disable-plugin``
+and ``--builtin-plugins-only``, as soon as they are parsed and before any subcommand is
+looked up; every command then reads that one manager. Plugin commands are the ones the
+manager collected when each plugin loaded (``fflib_register_commands``): built-in commands
+win, and a clash or a failing hook is reported by ``ff list-plugins``.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,55 @@ from typing import Any
 import click
 
 from ffcore import __version__
-from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.errors import CLIError
+from ffcore.components import normalize_name
 from ffcore.devices import flush_denormals
-from ffcore.errors import FFLibError
+from ffcore.errors import FFLibError, UnknownComponentError
+from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_names
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Where the root context keeps the manager it configured.
+_MANAGER_KEY = "fflib.plugin_manager"
+
+
+def plugin_manager(ctx: click.Context) -> FFPluginManager:
+    """The process-wide plugin manager, configured from the root command's options.
+
+    Called as soon as the root options are parsed (and by ``--help``, which may come
+    first); later calls return the same manager.
+    """
+    root = ctx.find_root()
+    manager = root.meta.get(_MANAGER_KEY)
+    if isinstance(manager, FFPluginManager):
+        return manager
+    disabled = tuple(root.params.get("disable_plugin") or ())
+    known = plugin_names()
+    for name in disabled:
+        # shell completion parses half-typed command lines: no errors then
+        if normalize_name(name) not in known and not root.resilient_parsing:
+            raise CLIError(f"--disable-plugin: {UnknownComponentError('plugin', name, known)}")
+    builtin_only = True if root.params.get("builtin_plugins_only") else None
+    manager = configure_plugins(disabled=disabled, builtin_only=builtin_only, reuse=True)
+    root.meta[_MANAGER_KEY] = manager
+    return manager
 
 
 class FFGroup(click.Group):
-    """A group that adds plugin commands and turns :class:`FFLibError` into exit code 2."""
+    """A group that configures plugins, adds plugin commands and turns
+    :class:`FFLibError` into exit code 2."""
 
-    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        manager = plugin_manager_for(ctx)
-        holder = click.Group()
-        for impl in manager.hook.fflib_register_commands.get_hookimpls():
-            try:
-                impl.function(*[{"cli": holder}[arg] for arg in impl.argnames])
-            except Exception as exc:  # one plugin's bad command must not break `ff`
-                info = manager.plugin(impl.plugin_name)
-                if info is not None:
-                    info.error = f"fflib_register_commands failed: {type(exc).__name__}: {exc}"
-        return {name: cmd for name, cmd in holder.commands.items() if name not in self.commands}
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        plugin_manager(ctx)
+        return rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self._plugin_commands(ctx)])
+        return sorted({*super().list_commands(ctx), *plugin_manager(ctx).commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is None:
-            command = self._plugin_commands(ctx).get(cmd_name)
+            command = plugin_manager(ctx).commands().get(cmd_name)
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -55,11 +81,13 @@ class FFGroup(click.Group):
     "-d",
     multiple=True,
     metavar="NAME",
+    is_eager=True,
     help="Do not load the plugin NAME (repeatable). Also: FFLIB_DISABLE_PLUGINS=a,b.",
 )
 @click.option(
     "--builtin-plugins-only",
     is_flag=True,
+    is_eager=True,
     help="Load only the plugins that ship with fflib. Also: FFLIB_BUILTIN_PLUGINS_ONLY=1.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -76,9 +104,8 @@ def _add_builtin_commands() -> None:
     from ffcore.cli.list_plugins import list_plugins
     from ffcore.cli.train import train_command
 
-    cli.add_command(list_plugins)
-    cli.add_command(train_command)
-    cli.add_command(eval_command)
+    for command in (list_plugins, train_command, eval_command):
+        cli.add_command(command)
 
 
 _add_builtin_commands()

@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ffcore.cli.context import plugin_manager_for
 from ffcore.cli.progress import ClickProgress
-from ffcore.config import build_config, parse_value, read_config_file
+from ffcore.cli.setting_options import setting_option
+from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
-from ffcore.precision import PRECISIONS
+from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run, save_run
 from ffcore.training import build_run, train
@@ -24,21 +24,6 @@ OPTION_TABLES = {
     "dataset": "dataset_options",
     "negatives": "negatives_options",
 }
-
-
-def parse_layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    """``"2000,2000"`` -> ``[2000, 2000]``."""
-    if value is None:
-        return None
-    try:
-        widths = [int(part) for part in value.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected comma-separated integers, e.g. 2000,2000"
-        ) from None
-    if not widths or any(w < 1 for w in widths):
-        raise click.BadParameter(f"{value!r}: expected positive integers, e.g. 2000,2000")
-    return widths
 
 
 def parse_component_option(text: str) -> tuple[str, str, Any]:
@@ -61,60 +46,28 @@ def count_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@click.command("train")
+class TrainCommand(click.Command):
+    """``ff train``: its options are the declared settings, the core's and the plugins'.
+
+    The plugins' options are added when the command parses or shows help, from the
+    process-wide plugin manager that ``ff`` configured; so a disabled plugin's options
+    are not there, and the core names none of them.
+    """
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        plugin = [setting_option(s) for s in get_plugin_manager().settings().values() if s.cli]
+        cut = next(i for i, p in enumerate(params) if p.name == "component_options")
+        return [*params[:cut], *plugin, *params[cut:]]
+
+
+@click.command("train", cls=TrainCommand)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-@click.option(
-    "--preset",
-    help="Named settings to start from: 'seed' (FFLib 0.3.0's), 'plain' (generic defaults). "
-    "Default: the data set's recipe, when there is one for it and the model chosen.",
-)
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
     help="Continue the run saved in this checkpoint (exactly where it stopped).",
 )
-@click.option("--model", "-m", help="Model name (see ff list-plugins). [default: ffnet]")
-@click.option("--dataset", help="Dataset name. [default: digits]")
-@click.option("--layers", callback=parse_layers, help="Layer widths, e.g. 2000,2000.")
-@click.option("--epochs", "-e", type=int, help="Training epochs. [default: 60]")
-@click.option("--batch-size", "-b", type=int, help="Batch size. [default: 128]")
-@click.option("--lr", type=float, help="Learning rate (of every layer's optimizer).")
-@click.option(
-    "--lr-schedule",
-    type=click.Choice(["constant", "linear-cooldown", "cosine"]),
-    help="Learning-rate schedule over the epochs. [default: linear-cooldown]",
-)
-@click.option("--threshold", type=float, help="Goodness threshold (default: the goodness').")
-@click.option("--goodness", help="Goodness function name.")
-@click.option("--loss", help="FF loss name.")
-@click.option("--negatives", help="Negative sampler name. [default: random]")
-@click.option("--probe", help="Probe name (default: the model's own).")
-@click.option("--seed", type=int, help="Random seed. [default: 0]")
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")
-@click.option(
-    "--precision",
-    type=click.Choice(list(PRECISIONS)),
-    help="fp32, or bf16: mixed precision, matrix products in bfloat16. [default: fp32]",
-)
-@click.option("--val-split", type=float, help="Fraction of training data for validation.")
-@click.option("--use", "-u", type=float, help="Fraction of the data set to use, in (0, 1].")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
-@click.option("--download/--no-download", default=None, help="Allow downloading data.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Checkpoint path.")
-@click.option("--save-every", type=int, help="Also save the checkpoint every N epochs.")
-@click.option(
-    "--on-nonfinite",
-    type=click.Choice(["error", "skip", "off"]),
-    help="A NaN/inf loss: stop with an error, skip the batch, or don't check. [default: error]",
-)
-@click.option(
-    "--tensorboard",
-    "--logdir",
-    "tensorboard",
-    type=click.Path(file_okay=False),
-    help="Write TensorBoard traces to this directory (needs a tracing plugin: ffdebug).",
-)
-@click.option("--trace-every", type=int, help="Trace every N batches (tracing plugin's default).")
 @click.option(
     "--option",
     "-O",
@@ -139,7 +92,6 @@ def train_command(
     `ff train --resume` continues from.
     """
     started = time.perf_counter()
-    plugins = plugin_manager_for(ctx)
     overrides: dict[str, Any] = {
         key: value
         for key, value in options.items()
@@ -152,13 +104,13 @@ def train_command(
     if resume:
         if config_file or "preset" in overrides:
             raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
-        run = resume_run(resume, overrides, plugins)
+        run = resume_run(resume, overrides)
     else:
         file_settings = read_config_file(config_file) if config_file else {}
-        start = starting_preset(file_settings, overrides, plugins)
+        start = starting_preset(file_settings, overrides)
         config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
         recipe = start.name if start.reason == "dataset recipe" else None
-        run = build_run(config, plugins)
+        run = build_run(config)
     config = run.config
     parameters = count_parameters(run.model)
     data = run.data
@@ -218,3 +170,7 @@ def train_command(
         f"{parameters:,} parameters)"
     )
     click.echo(f"checkpoint: {checkpoint}")
+
+
+# The core settings' options, in TrainConfig's order, after --config and --resume.
+train_command.params[2:2] = [setting_option(s) for s in CORE_SETTINGS.values() if s.cli]

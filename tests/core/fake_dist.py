@@ -12,6 +12,27 @@ from pathlib import Path
 
 import pytest
 
+#: A plugin module adding the ``abs-sum`` goodness (the guide's example plugin).
+ABS_GOODNESS = """
+from torch import Tensor
+import ffcore
+from ffcore.interfaces import GoodnessFunction
+
+class AbsSum(GoodnessFunction):
+    def __call__(self, h: Tensor) -> Tensor:
+        return h.abs().flatten(1).sum(1)
+    def default_threshold(self, num_features: int) -> float:
+        return float(num_features)
+
+def abs_sum() -> GoodnessFunction:
+    '''Sum of absolute activity.'''
+    return AbsSum()
+
+@ffcore.hookimpl
+def fflib_register_goodness(register):
+    register("abs-sum", abs_sum)
+"""
+
 
 def install_fake_distribution(
     root: Path,

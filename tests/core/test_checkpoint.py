@@ -20,7 +20,7 @@ from ffcore.checkpoint import (
 )
 from ffcore.errors import CheckpointError
 from ffcore.interfaces import FFModel
-from ffcore.plugin_manager import FFPluginManager
+from ffcore.plugin_manager import configure_plugins
 
 OPTIONS: dict[str, Any] = {"layers": [24, 16], "lr": 0.01, "layer_range": "1:"}
 
@@ -112,9 +112,9 @@ def test_truncated_foreign_and_newer_files_are_refused(tmp_path: Path) -> None:
 
 def test_missing_plugin_is_named(tmp_path: Path) -> None:
     path = save(tmp_path / "m.pt", trained_model())
-    without_ffnet = FFPluginManager(disabled=["ffnet"])
+    configure_plugins(disabled=["ffnet"])
     with pytest.raises(CheckpointError, match="needs model 'ffnet' from plugin 'ffnet'"):
-        load_checkpoint(path, plugins=without_ffnet)
+        load_checkpoint(path)
 
 
 def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:

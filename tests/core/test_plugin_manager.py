@@ -10,27 +10,9 @@ import ffcore
 from ffcore import plugin_manager
 from ffcore.errors import PluginError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager
-from tests.core.fake_dist import install_fake_distribution
+from tests.core.fake_dist import ABS_GOODNESS, install_fake_distribution
 
-GOOD_PLUGIN = """
-from torch import Tensor
-import ffcore
-from ffcore.interfaces import GoodnessFunction
-
-class AbsSum(GoodnessFunction):
-    def __call__(self, h: Tensor) -> Tensor:
-        return h.abs().flatten(1).sum(1)
-    def default_threshold(self, num_features: int) -> float:
-        return float(num_features)
-
-def abs_sum() -> GoodnessFunction:
-    '''Sum of absolute activity.'''
-    return AbsSum()
-
-@ffcore.hookimpl
-def fflib_register_goodness(register):
-    register("abs-sum", abs_sum)
-"""
+GOOD_PLUGIN = ABS_GOODNESS
 
 BROKEN_IMPORT = """
 raise ImportError("this plugin needs a library that is not installed")
@@ -122,24 +104,25 @@ def test_disable_plugin_by_argument_and_environment(
     third_party: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manager = FFPluginManager(disabled=["demo-good", "tryall"])
-    names = {p.name for p in manager.plugins()}
+    names = {p.name for p in manager.plugins() if not p.disabled}
     assert "demo-good" not in names and "tryall" not in names
     assert "abs-sum" not in manager.registry("goodness")
     assert "ffnet" in manager.registry("model")
 
     monkeypatch.setenv(plugin_manager.DISABLE_ENV, "demo-good, negatives")
     from_env = FFPluginManager()
-    names = {p.name for p in from_env.plugins()}
+    names = {p.name for p in from_env.plugins() if not p.disabled}
     assert "demo-good" not in names and "negatives" not in names and "tryall" in names
 
 
 def test_builtin_only_skips_third_party(third_party: None, monkeypatch: pytest.MonkeyPatch) -> None:
     only = FFPluginManager(builtin_only=True)
-    assert all(p.builtin for p in only.plugins())
+    assert all(p.builtin for p in only.plugins() if not p.disabled)
     assert "abs-sum" not in only.registry("goodness")
     monkeypatch.setenv(plugin_manager.BUILTIN_ONLY_ENV, "1")
-    assert all(p.builtin for p in FFPluginManager().plugins())
-    assert any(not p.builtin for p in FFPluginManager(use_environment=False).plugins())
+    assert all(p.builtin for p in FFPluginManager().plugins() if not p.disabled)
+    unrestricted = FFPluginManager(use_environment=False).plugins()
+    assert any(not p.builtin for p in unrestricted if not p.disabled)
 
 
 def test_register_plugin_object_from_python(manager: FFPluginManager) -> None:

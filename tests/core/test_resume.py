@@ -60,7 +60,7 @@ def test_resume_mid_epoch_is_bitwise_equal(
 
     manager.register(StopAt(), name="stop-at")
     settings = {**CONFIG, "negatives": negatives, "precision": precision}
-    run = build_run(TrainConfig(**settings), manager)  # type: ignore[arg-type]
+    run = build_run(TrainConfig(**settings))  # type: ignore[arg-type]
     with pytest.raises(TrainingInterrupted) as info:
         train(run, checkpoint=lambda current: save_run(current, path))
     assert info.value.signum == signal.SIGINT
@@ -69,7 +69,7 @@ def test_resume_mid_epoch_is_bitwise_equal(
     manager.unregister("stop-at")
 
     torch.manual_seed(12345)  # whatever the RNG is now, resuming restores it
-    resumed = resume_run(path, plugins=manager)
+    resumed = resume_run(path)
     assert (resumed.epoch, resumed.batch, resumed.step) == (1, 1, 8)
     train(resumed)
     assert_bitwise_equal(final_weights(resumed), expected)
@@ -92,13 +92,13 @@ def test_resume_after_periodic_save_is_bitwise_equal(
                 raise RuntimeError("power cut")
 
     manager.register(Crash(), name="crash")
-    run = build_run(TrainConfig(**{**CONFIG, "save_every": 2}), manager)  # type: ignore[arg-type]
+    run = build_run(TrainConfig(**{**CONFIG, "save_every": 2}))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="power cut"):
         train(run, checkpoint=lambda current: save_run(current, path))
     manager.unregister("crash")
     meta = read_checkpoint(path)["meta"]
     assert (meta["epoch"], meta["batch"], meta["complete"]) == (2, 0, False)
-    resumed = resume_run(path, plugins=manager)
+    resumed = resume_run(path)
     train(resumed)
     assert_bitwise_equal(final_weights(resumed), expected)
     assert len(resumed.history) == 4

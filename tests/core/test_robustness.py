@@ -92,7 +92,7 @@ def test_non_finite_policy_in_training(policy: str, manager: FFPluginManager) ->
     config = ffcore.config.TrainConfig(
         layers=[16], epochs=2, goodness="nan-once", device="cpu", on_nonfinite=policy
     )
-    run = build_run(config, manager)
+    run = build_run(config)
     nan_goodness.bad = 4  # the 4th batch's goodness is NaN
     if policy == "error":
         with pytest.raises(DivergenceError) as info:

@@ -69,7 +69,7 @@ def test_lifecycle_hooks_fire_in_order(manager: FFPluginManager) -> None:
 
     manager.register(Recorder(), name="recorder")
     config = TrainConfig(layers=[8, 4], epochs=2, batch_size=500, device="cpu", use=0.5)
-    run = build_run(config, manager)
+    run = build_run(config)
     train(run)
     batches = -(-len(run.data.train) // 500)
     assert batches == 2
@@ -126,7 +126,7 @@ def test_schedule_is_applied_and_base_lr_restored() -> None:
         def fflib_epoch_end(self) -> None:
             seen.append(run.model.optimizers()[0].param_groups[0]["lr"])
 
-    run.plugins.register(Spy(), name="spy")
+    ffcore.get_plugin_manager().register(Spy(), name="spy")
     train(run)
     assert seen[0] == pytest.approx(0.02) and seen[1] == pytest.approx(0.02)
     assert seen[2] < 0.02 and seen[3] < seen[2]
@@ -191,11 +191,9 @@ class _FlushSpy:
 
 def test_train_flushes_denormals_while_it_trains_and_restores_the_mode() -> None:
     assert not denormals_flushed()
-    plugins = FFPluginManager(use_environment=False)
-    plugins.load_entry_points()
     spy = _FlushSpy()
-    plugins.register(spy, name="flush-spy")
-    run = build_run(TrainConfig(layers=[8], epochs=2, device="cpu"), plugins)
+    ffcore.get_plugin_manager().register(spy, name="flush-spy")
+    run = build_run(TrainConfig(layers=[8], epochs=2, device="cpu"))
     train(run)
     assert spy.seen == [True, True]
     assert not denormals_flushed()  # the caller's mode is back

@@ -14,7 +14,7 @@ from torch import Tensor
 from ffcore import hookimpl
 from ffcore.config import TrainConfig
 from ffcore.interfaces import FFLayer
-from ffcore.plugin_manager import FFPluginManager
+from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
 from ffcore.training import TrainingRun, build_run, train
 
 
@@ -40,28 +40,24 @@ class Recorder:
     every: int
     steps: list[LayerStep] = field(default_factory=list)
     batch_losses: dict[int, float] = field(default_factory=dict)
-    _activations: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict)
+    _activations: dict[tuple[int, int], tuple[FFLayer, Tensor, Tensor]] = field(
+        default_factory=dict
+    )
 
     @hookimpl
     def fflib_layer_activations(
         self, run: TrainingRun, layer_index: int, layer: FFLayer, h_pos: Tensor, h_neg: Tensor
     ) -> None:
         if run.step % self.every == 0:
-            self._activations[(run.step, layer_index)] = (h_pos.clone(), h_neg.clone())
+            self._activations[(run.step, layer_index)] = (layer, h_pos.clone(), h_neg.clone())
 
     @hookimpl
     def fflib_layer_goodness(
-        self,
-        run: TrainingRun,
-        layer_index: int,
-        layer: FFLayer,
-        g_pos: Tensor,
-        g_neg: Tensor,
-        loss: Tensor,
+        self, run: TrainingRun, layer_index: int, g_pos: Tensor, g_neg: Tensor, loss: Tensor
     ) -> None:
         if run.step % self.every:
             return
-        h_pos, h_neg = self._activations[(run.step, layer_index)]
+        layer, h_pos, h_neg = self._activations[(run.step, layer_index)]
         self.steps.append(
             LayerStep(
                 run.step,
@@ -91,10 +87,8 @@ class Recorder:
 
 
 def manager() -> FFPluginManager:
-    """A fresh plugin manager with every installed plugin (ffdebug included)."""
-    plugins = FFPluginManager(use_environment=False)
-    plugins.load_entry_points()
-    return plugins
+    """The process-wide plugin manager (fresh for each test): every installed plugin."""
+    return get_plugin_manager()
 
 
 def tiny_config(logdir: Path | None, **settings: Any) -> TrainConfig:
@@ -107,17 +101,14 @@ def tiny_config(logdir: Path | None, **settings: Any) -> TrainConfig:
         "tensorboard": str(logdir) if logdir is not None else None,
     }
     values.update(settings)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
-def train_tiny(
-    config: TrainConfig, plugins: FFPluginManager | None = None, *observers: object
-) -> tuple[TrainingRun, dict[str, float]]:
+def train_tiny(config: TrainConfig, *observers: object) -> tuple[TrainingRun, dict[str, float]]:
     """Build and train ``config`` with ``observers`` registered as extra plugins."""
-    plugins = plugins or manager()
     for index, observer in enumerate(observers):
-        plugins.register(observer, name=f"test-observer-{index}")
-    run = build_run(config, plugins)
+        manager().register(observer, name=f"test-observer-{index}")
+    run = build_run(config)
     return run, train(run)
 
 

@@ -15,7 +15,7 @@ from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.main import cli
 from ffcore.runs import save_run
 from ffdebug.debug import ff_layers, per_class_mean, trace_checkpoint
-from tests.debug.helpers import close, events, manager, scalars, text, tiny_config, train_tiny
+from tests.debug.helpers import close, events, scalars, text, tiny_config, train_tiny
 
 SAMPLES = 60
 
@@ -25,8 +25,7 @@ def invoke(*args: str) -> Result:
 
 
 def saved(tmp: Path, name: str, **settings: Any) -> Path:
-    plugins = manager()
-    run, metrics = train_tiny(tiny_config(None, epochs=1, **settings), plugins)
+    run, metrics = train_tiny(tiny_config(None, epochs=1, **settings))
     return save_run(run, tmp / f"{name}.pt", metrics)
 
 
@@ -126,10 +125,10 @@ def test_other_models(tmp_path: Path) -> None:
         layers=[12],
         model_options={"frames": 2, "test_frames": "1:2"},
     )
-    report = trace_checkpoint(rnn, tmp_path / "rnn", samples=20, plugins=manager())
+    report = trace_checkpoint(rnn, tmp_path / "rnn", samples=20)
     assert (report.layers, report.embeddings, report.images) == (1, 1, ("goodness/per_class",))
     bp = saved(tmp_path, "bp", model="bp", layers=[12])
-    report = trace_checkpoint(bp, tmp_path / "bp", split="val", samples=20, plugins=manager())
+    report = trace_checkpoint(bp, tmp_path / "bp", split="val", samples=20)
     assert (report.layers, report.embeddings, report.images) == (0, 0, ())
     recorded = events(tmp_path / "bp")
     assert {"model/net.0.weight", "model/net.2.bias"} <= set(recorded.Tags()["histograms"])

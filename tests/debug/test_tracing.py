@@ -74,8 +74,8 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Traced:
     logdir = tmp_path_factory.mktemp("traced") / "tb"
     recorder = Recorder(EVERY)
     plugins = manager()
-    run, metrics = train_tiny(tiny_config(logdir, trace_every=EVERY), plugins, recorder)
-    assert plugins.pm.get_plugin(TRACER_NAME) is None  # gone once training ended
+    run, metrics = train_tiny(tiny_config(logdir, trace_every=EVERY), recorder)
+    assert plugins.get_plugin(TRACER_NAME) is None  # gone once training ended
     return Traced(logdir, run, metrics, recorder, events(logdir))
 
 
@@ -175,7 +175,7 @@ class _Spy:
 
     @hookimpl
     def fflib_epoch_end(self, run: TrainingRun, epoch: int, metrics: dict[str, float]) -> None:
-        plugins = run.plugins
+        plugins = manager()
         self.seen.append(
             (
                 run.model.observer is None,
@@ -190,7 +190,7 @@ def test_tracing_off_writes_nothing_and_costs_no_hooks(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     spy = _Spy()
-    train_tiny(tiny_config(None, trace_every=1), manager(), spy)
+    train_tiny(tiny_config(None, trace_every=1), spy)
     assert spy.seen == [(True, True, True)] * 2
     assert list(tmp_path.rglob("*")) == []
     args = [
@@ -225,7 +225,7 @@ class _Untouchable(Tensor):
 
 
 def test_untraced_batches_touch_no_tensor(tmp_path: Path) -> None:
-    run = build_run(tiny_config(None), manager())
+    run = build_run(tiny_config(None))
     tracer = Tracer(run, str(tmp_path), every=4)
     try:
         layer = ff_layers(run.model)[0]
@@ -235,14 +235,14 @@ def test_untraced_batches_touch_no_tensor(tmp_path: Path) -> None:
         for step in (1, 2, 3, 5):
             run.step = step
             tracer.fflib_layer_activations(run, 0, layer, untouchable, untouchable)
-            tracer.fflib_layer_goodness(run, 0, layer, untouchable, untouchable, untouchable)
+            tracer.fflib_layer_goodness(run, 0, untouchable, untouchable, untouchable)
             tracer.fflib_batch_end(run, 0, step, untouchable)
         assert tracer._layers == {}
         run.step = 4
         h = torch.rand(3, 32)
         tracer.fflib_layer_activations(run, 0, layer, h, h)
         g = torch.rand(3)
-        tracer.fflib_layer_goodness(run, 0, layer, g, g, torch.tensor(1.0))
+        tracer.fflib_layer_goodness(run, 0, g, g, torch.tensor(1.0))
         assert list(tracer._layers) == [0]
         tracer.fflib_batch_end(run, 0, 4, torch.tensor(2.0))
         assert tracer._layers == {}
@@ -272,7 +272,7 @@ def test_ffrnn_traces_goodness_per_frame(tmp_path: Path) -> None:
         trace_every=5,
         model_options={"frames": 3, "test_frames": "1:3"},
     )
-    train_tiny(config, manager(), recorder)
+    train_tiny(config, recorder)
     recorded = events(tmp_path)
     tags = set(recorded.Tags()["scalars"])
     for layer in (0, 1):
@@ -318,14 +318,14 @@ class _Boom:
 def test_a_failed_run_leaves_a_readable_log_and_no_tracer(tmp_path: Path) -> None:
     plugins = manager()
     plugins.register(_Boom(), name="boom")
-    run = build_run(tiny_config(tmp_path, trace_every=2), plugins)
+    run = build_run(tiny_config(tmp_path, trace_every=2))
     with pytest.raises(RuntimeError, match="boom"):
         train(run)
-    stale = plugins.pm.get_plugin(TRACER_NAME)
+    stale = plugins.get_plugin(TRACER_NAME)
     assert isinstance(stale, Tracer) and not stale.events.closed
     plugins.unregister("boom")
-    train(build_run(tiny_config(None, epochs=1), plugins))  # the next run cleans up
-    assert plugins.pm.get_plugin(TRACER_NAME) is None and stale.events.closed
+    train(build_run(tiny_config(None, epochs=1)))  # the next run cleans up
+    assert plugins.get_plugin(TRACER_NAME) is None and stale.events.closed
     # the tracer's epoch-end hook ran (and flushed) before the failing one
     per_epoch = num_batches(len(run.data.train), run.config.batch_size)
     assert sorted(scalars(events(tmp_path), "epoch/train_loss")) == [per_epoch]

@@ -179,7 +179,7 @@ def lrs_per_epoch(schedule: str, **model_options: Any) -> tuple[list[list[float]
         def fflib_epoch_end(self) -> None:
             seen.append([opt.param_groups[0]["lr"] for opt in run.model.optimizers()])
 
-    run.plugins.register(Spy(), name="spy")
+    ffcore.get_plugin_manager().register(Spy(), name="spy")
     train(run)
     assert isinstance(run.model, FFC)
     return seen, run.model
