@@ -24,7 +24,7 @@ from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.context import plugin_manager_for
 from ffcore.devices import resolve_device
 from ffcore.errors import FFLibError, InvalidValueError
-from ffcore.interfaces import DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
+from ffcore.interfaces import Batch, DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
 from ffcore.plugin_manager import FFPluginManager, get_plugin_manager
 from ffcore.registry import build
 from ffdebug.errors import TracingError
@@ -196,7 +196,7 @@ def _measure(
     acts_pos = layer_activations(model, len(layers), x, y) if layers else None
     acts_neg = None
     if acts_pos is not None:
-        negative = sampler(x, y, num_classes, model)
+        negative = sampler(Batch(x, y), model)
         acts_neg = layer_activations(model, len(layers), negative.x, negative.y)
     if acts_pos is not None and acts_neg is not None:
         scores: list[Tensor] = []
