@@ -26,6 +26,7 @@ def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
     import torch
 
     from ffcore.devices import denormals_flushed, flush_denormals
+    from ffcore.interfaces import Batch
     from ffcore.runs import resume_run
 
     flush_denormals()  # as `ff` does (a no-op with FFLIB_KEEP_DENORMALS=1)
@@ -48,7 +49,7 @@ def worker(checkpoint: str, batches: int, rounds: int) -> dict[str, object]:
     for _ in range(rounds):
         started = time.perf_counter()
         for start in range(0, len(x), size):
-            model.train_batch(x[start : start + size], y[start : start + size], sampler)
+            model.train_batch(Batch(x[start : start + size], y[start : start + size]), sampler)
         times.append((time.perf_counter() - started) / batches * 1000)
     return {
         "flushed": denormals_flushed(),

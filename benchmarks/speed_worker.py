@@ -75,23 +75,27 @@ def _ours(
 ) -> list[float]:
     import ffcore
     from ffcore.data import iterate_batches
-    from ffcore.interfaces import Split
+    from ffcore.interfaces import Batch, Split
 
     torch.manual_seed(0)
     negatives = ffcore.create_negatives("random")
-    if case == "ffnet-train":
-        model = ffcore.create_model("ffnet", (FEATURES,), CLASSES, layers=[width, width])
+    if case in ("ffnet-train", "ffc-train", "ffrnn-train"):
+        name = case.removesuffix("-train")
+        extra: dict[str, Any] = {"schedule": "joint"} if name == "ffc" else {}
+        model = ffcore.create_model(name, (FEATURES,), CLASSES, layers=[width, width], **extra)
         model.to(device)
-        x, y = data(batch * 16, device)
+        model.on_epoch_start(0, 2)
+        blocks = 16 if name == "ffnet" else 4  # batches cycled through
+        x, y = data(batch * blocks, device)
         position = [0]
 
         def step() -> None:
-            start = (position[0] % 16) * batch
+            start = (position[0] % blocks) * batch
             position[0] += 1
-            model.train_batch(x[start : start + batch], y[start : start + batch], negatives)
+            model.train_batch(Batch(x[start : start + batch], y[start : start + batch]), negatives)
             sync(device)
 
-        return timed(step, repeats, warmup=3)
+        return timed(step, repeats, warmup=3 if name == "ffnet" else 2)
     if case in ("ffnet-tryall", "ffc-infer", "ffrnn-tryall"):
         name = {"ffnet-tryall": "ffnet", "ffc-infer": "ffc", "ffrnn-tryall": "ffrnn"}[case]
         options: dict[str, Any] = {"layers": [width, width]}
@@ -107,22 +111,6 @@ def _ours(
             sync(device)
 
         return timed(predict, repeats, warmup=1)
-    if case in ("ffrnn-train", "ffc-train"):
-        name = "ffrnn" if case == "ffrnn-train" else "ffc"
-        extra: dict[str, Any] = {"schedule": "joint"} if name == "ffc" else {}
-        model = ffcore.create_model(name, (FEATURES,), CLASSES, layers=[width, width], **extra)
-        model.to(device)
-        model.on_epoch_start(0, 2)
-        x, y = data(batch * 4, device)
-        position = [0]
-
-        def step() -> None:
-            start = (position[0] % 4) * batch
-            position[0] += 1
-            model.train_batch(x[start : start + batch], y[start : start + batch], negatives)
-            sync(device)
-
-        return timed(step, repeats, warmup=2)
     if case == "epoch-overhead":
         # One epoch (--samples, MNIST-sized by default) through the trainer loop pieces: share of
         # the epoch spent outside model.train_batch (data, Python, bookkeeping).
@@ -135,7 +123,7 @@ def _ours(
 
         def counted(xb: Tensor, yb: Tensor, sampler: Any) -> Tensor:
             started = time.perf_counter()
-            loss = original(xb, yb, sampler)
+            loss = original(Batch(xb, yb), sampler)
             inside[0] += time.perf_counter() - started
             inside[1] += 1
             return loss

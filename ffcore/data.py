@@ -8,23 +8,14 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from ffcore.errors import DataError, InvalidValueError
+from ffcore.errors import DataError
 from ffcore.interfaces import DataSplits, Split
+from ffcore.validate import number, positive_int
 
 
 def check_fraction(field: str, value: float, *, allow_zero: bool, allow_one: bool) -> float:
     """``value`` as a float if it lies in the allowed part of ``[0, 1]``."""
-    low = "[0" if allow_zero else "(0"
-    high = "1]" if allow_one else "1)"
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and (value >= 0 if allow_zero else value > 0)
-        and (value <= 1 if allow_one else value < 1)
-    )
-    if not ok:
-        raise InvalidValueError(field, value, f"a number in {low}, {high}")
-    return float(value)
+    return number(field, value, low=0.0, high=1.0, low_open=not allow_zero, high_open=not allow_one)
 
 
 def _take(
@@ -101,8 +92,7 @@ def iterate_batches(
     ``start`` skips that many batches of the (same) order: how a resumed run picks up
     in the middle of an epoch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidValueError("batch_size", batch_size, "a positive integer")
+    positive_int("batch_size", batch_size)
     count = len(split)
     if shuffle:
         order = torch.randperm(count, generator=generator).to(split.x.device)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from ffcore.errors import InvalidValueError
+from ffcore.validate import positive_number
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -20,9 +20,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def check_lr(lr: float, field: str = "lr") -> float:
     """Return ``lr`` as a float, or fail if it is not a positive finite number."""
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (0 < lr < math.inf):
-        raise InvalidValueError(field, lr, "a positive finite number")
-    return float(lr)
+    return positive_number(field, lr)
 
 
 def make_optimizer(

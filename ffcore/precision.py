@@ -41,7 +41,7 @@ def autocast(device: torch.device | str, precision: str) -> AbstractContextManag
     and predictions alike::
 
         with autocast(device, "bf16"):
-            loss = model.train_batch(x, y, negatives)
+            loss = model.train_batch(Batch(x, y), negatives)
     """
     dtype = PRECISIONS[check_precision(precision)]
     if dtype is None:

@@ -9,7 +9,6 @@ schedule scales, and torch's RNG states. Data order is a function of seed and ep
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,22 +26,14 @@ from ffcore.checkpoint import (
 from ffcore.components import KINDS
 from ffcore.config import TrainConfig, resumable_settings
 from ffcore.errors import CheckpointError, InvalidValueError
-from ffcore.plugin_manager import get_plugin_manager
 from ffcore.run_data import dataset_kwargs
 from ffcore.training import TrainingRun, build_run
 
 
 def component_names(run: TrainingRun) -> dict[str, str | None]:
-    """Every component the run uses, by kind, defaults resolved (goodness, loss...)."""
-    names: dict[str, str | None] = dict(run.names)
-    factory = get_plugin_manager().registry("model").get(run.config.model).factory
-    parameters = inspect.signature(factory).parameters
-    for kind in ("layer", "goodness", "loss"):
-        chosen = getattr(run.config, kind, None) or run.config.model_options.get(kind)
-        default = parameters[kind].default if kind in parameters else None
-        value = chosen if chosen is not None else default
-        names[kind] = value if isinstance(value, str) else None
-    return names
+    """Every component the run uses, by kind: the run's own and those the model was
+    built from (layer, goodness, loss)."""
+    return {**run.names, **run.model.component_names()}
 
 
 def training_state(run: TrainingRun) -> dict[str, Any]:

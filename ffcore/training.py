@@ -25,6 +25,7 @@ from ffcore.data import epoch_generator, iterate_batches, num_batches
 from ffcore.devices import flushing_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
 from ffcore.interfaces import (
+    Batch,
     DataSplits,
     FFLayer,
     FFModel,
@@ -287,7 +288,7 @@ def _train(
             ):
                 try:
                     with precision:
-                        loss = model.train_batch(x, y, run.negatives)
+                        loss = model.train_batch(Batch(x, y), run.negatives)
                     if check_finite and not bool(torch.isfinite(loss)):
                         raise DivergenceError(f"non-finite loss {float(loss)}")
                 except DivergenceError as exc:

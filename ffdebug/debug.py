@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ffcore.checkpoint import load_checkpoint
 from ffcore.devices import resolve_device
 from ffcore.errors import FFLibError, InvalidValueError
-from ffcore.interfaces import DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
+from ffcore.interfaces import Batch, DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
 from ffcore.registry import build
 from ffcore.run_data import load_saved_data
 from ffdebug.errors import TracingError
@@ -175,7 +175,7 @@ def _measure(
     acts_pos = layer_activations(model, len(layers), x, y) if layers else None
     acts_neg = None
     if acts_pos is not None:
-        negative = sampler(x, y, num_classes, model)
+        negative = sampler(Batch(x, y), model)
         acts_neg = layer_activations(model, len(layers), negative.x, negative.y)
     if acts_pos is not None and acts_neg is not None:
         scores: list[Tensor] = []

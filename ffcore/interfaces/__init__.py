@@ -1,26 +1,41 @@
 """The interfaces every component kind implements."""
 
+from ffcore.interfaces.batch import Batch, inputs_of
 from ffcore.interfaces.dataset import DataSplits, Split
 from ffcore.interfaces.goodness import GoodnessFunction
-from ffcore.interfaces.layer import FFLayer, LayerObserver, LayerStepResult, resolve_threshold
+from ffcore.interfaces.layer import (
+    FFLayer,
+    LabelAppender,
+    LayerObserver,
+    LayerStepResult,
+    Objective,
+    ObjectiveOptions,
+    resolve_threshold,
+)
 from ffcore.interfaces.loss import FFLoss
-from ffcore.interfaces.model import Classifier, FFModel, LabelScorer
+from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
 from ffcore.interfaces.probe import Probe
 
 __all__ = [
+    "Batch",
     "Classifier",
     "DataSplits",
     "FFLayer",
     "FFLoss",
     "FFModel",
     "GoodnessFunction",
+    "LabelAppender",
     "LabelScorer",
     "LayerObserver",
     "LayerStepResult",
     "NegativeBatch",
     "NegativeSampler",
+    "Objective",
+    "ObjectiveOptions",
     "Probe",
     "Split",
+    "inputs_of",
+    "require",
     "resolve_threshold",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,11 @@ from torch import Tensor, nn
 from ffcore.errors import DivergenceError, InvalidValueError
 from ffcore.interfaces.goodness import GoodnessFunction
 from ffcore.interfaces.loss import FFLoss
-from ffcore.optim import check_lr
+from ffcore.optim import check_lr, make_optimizer
+from ffcore.validate import boolean, number
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,82 @@ class LayerStepResult:
         return self.g[self.num_pos :]
 
 
+class ObjectiveOptions(TypedDict, total=False):
+    """:class:`Objective`'s fields as keyword options of a layer's constructor."""
+
+    goodness: str | GoodnessFunction
+    loss: str | FFLoss
+    threshold: float | None
+    maximise: bool
+    optimizer: str
+    lr: float
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What an FF layer learns towards and how it steps: the part every layer kind
+    shares. :meth:`FFLayer.set_objective` builds the layer's goodness function, loss,
+    threshold and optimizer from it.
+
+    Args:
+        goodness: a registered goodness name or a :class:`GoodnessFunction`.
+        loss: a registered loss name or an :class:`FFLoss`.
+        threshold: the goodness threshold; ``None`` takes the goodness' default for the
+            layer's units (the width itself for ``sum-squares``).
+        maximise: ``True`` pushes positive goodness up, ``False`` down.
+        optimizer: ``adam`` (default), ``adamw``, ``sgd`` or ``rmsprop``.
+        lr: the optimizer's learning rate.
+    """
+
+    goodness: str | GoodnessFunction = "sum-squares"
+    loss: str | FFLoss = "softplus-threshold"
+    threshold: float | None = None
+    maximise: bool = True
+    optimizer: str = "adam"
+    lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.goodness, str | GoodnessFunction):
+            raise InvalidValueError(
+                "goodness", self.goodness, "a goodness name or a GoodnessFunction"
+            )
+        if not isinstance(self.loss, str | FFLoss):
+            raise InvalidValueError("loss", self.loss, "a loss name or an FFLoss")
+        boolean("maximise", self.maximise)
+        check_lr(self.lr)
+
+    @classmethod
+    def of(
+        cls, objective: Objective | None = None, **options: Unpack[ObjectiveOptions]
+    ) -> Objective:
+        """``objective`` (the defaults when ``None``) with the given fields replaced: how
+        a layer's constructor takes ``objective=`` and ``goodness=``, ``lr=``... alike."""
+        base = cls() if objective is None else objective
+        fields = [field.name for field in dataclasses.fields(cls)]
+        for option in options:
+            if option not in fields:
+                raise InvalidValueError(
+                    "layer option", option, f"one of the layer's options or {', '.join(fields)}"
+                )
+        return dataclasses.replace(base, **options) if options else base
+
+    def goodness_function(self) -> GoodnessFunction:
+        """The goodness function, built by name from the registry when given as one."""
+        if isinstance(self.goodness, GoodnessFunction):
+            return self.goodness
+        from ffcore.registry import create_goodness  # the registry imports the interfaces
+
+        return create_goodness(self.goodness)
+
+    def loss_function(self) -> FFLoss:
+        """The loss, built by name from the registry when given as one."""
+        if isinstance(self.loss, FFLoss):
+            return self.loss
+        from ffcore.registry import create_loss  # the registry imports the interfaces
+
+        return create_loss(self.loss)
+
+
 def resolve_threshold(threshold: float | None, default: float) -> float:
     """A layer's threshold: ``default`` (the goodness' own) when ``None``, else checked.
 
@@ -58,16 +138,12 @@ def resolve_threshold(threshold: float | None, default: float) -> float:
     """
     if threshold is None:
         return float(default)
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not math.isfinite(threshold)
-        or (threshold < 0 <= default)
-        or (threshold > 0 >= default)
-    ):
-        sign = "non-negative" if default >= 0 else "non-positive"
-        raise InvalidValueError("threshold", threshold, f"a finite {sign} number for this goodness")
-    return float(threshold)
+    sign = "non-negative" if default >= 0 else "non-positive"
+    expected = f"a finite {sign} number for this goodness"
+    value = number("threshold", threshold, expected=expected)
+    if (value < 0 <= default) or (value > 0 >= default):
+        raise InvalidValueError("threshold", threshold, expected)
+    return value
 
 
 class LayerObserver(Protocol):
@@ -83,7 +159,8 @@ class FFLayer(nn.Module, ABC):
     Its input is detached (no gradient crosses layers) and normalised by the layer. It owns
     a goodness function, a loss, a threshold and an optimizer, and trains on its own with
     :meth:`train_step`. ``maximise=True`` pushes positive goodness above the threshold;
-    ``maximise=False`` pushes it below (negative data above).
+    ``maximise=False`` pushes it below (negative data above). A subclass builds them from
+    an :class:`Objective` with :meth:`set_objective` at the end of its ``__init__``.
     """
 
     goodness_fn: GoodnessFunction
@@ -91,6 +168,11 @@ class FFLayer(nn.Module, ABC):
     threshold: float
     maximise: bool
     optimizer: torch.optim.Optimizer
+    #: What :meth:`set_objective` built the layer from (its ``lr`` is the initial rate).
+    objective: Objective | None = None
+    #: The name the layer was built by from the registry (see
+    #: :func:`ffcore.layers.build_layer`); ``None`` for a layer built from Python.
+    component_name: str | None = None
     #: Check each step's loss before updating (one host sync); a NaN/inf loss raises
     #: :class:`~ffcore.errors.DivergenceError` instead of writing NaN into the weights.
     #: The trainer turns it on for CPU runs and ``--on-nonfinite skip``; on accelerators
@@ -98,6 +180,39 @@ class FFLayer(nn.Module, ABC):
     check_finite: bool = True
     #: The positive rows' activations of the last training step, for :attr:`alive`.
     _last_positive: Tensor | None = None
+    _observer: LayerObserver | None = None
+    _index: int = 0
+
+    def set_objective(
+        self,
+        objective: Objective,
+        num_features: int,
+        *,
+        goodness: GoodnessFunction | None = None,
+        threshold_scale: float = 1.0,
+    ) -> None:
+        """Build the goodness function, loss, threshold, direction and optimizer.
+
+        Call it once every parameter exists (the optimizer takes them). The default
+        threshold is the goodness' own for ``num_features`` units, times
+        ``threshold_scale`` (a goodness summed over ``n`` positions: ``n``); ``goodness``
+        replaces the objective's goodness function (e.g. one that wraps it).
+        """
+        self.objective = objective
+        self.goodness_fn = objective.goodness_function() if goodness is None else goodness
+        self.loss_fn = objective.loss_function()
+        default = self.goodness_fn.default_threshold(num_features) * threshold_scale
+        self.threshold = resolve_threshold(objective.threshold, default)
+        self.maximise = objective.maximise
+        self.optimizer = make_optimizer(objective.optimizer, self.parameters(), objective.lr)
+
+    def observe(self, observer: LayerObserver | None, index: int) -> None:
+        """Report each training step to ``observer`` as layer ``index`` (``None``: stop).
+
+        A model's ``observer`` setter calls it for each of its FF layers.
+        """
+        self._observer = observer
+        self._index = index
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor:
@@ -140,10 +255,11 @@ class FFLayer(nn.Module, ABC):
 
         The shared tail of every layer's training step: goodness, loss, the non-finite
         check (when ``check_finite``: a NaN/inf loss raises before any weight changes),
-        backward, step, and the ``alive`` flag. Layers whose forward pass differs (e.g.
-        recurrent ones) compute ``h`` their own way and call this. ``goodness`` is ``h``'s
-        goodness when the layer computed it together with ``h`` (a fused step, see
-        :meth:`GoodnessFunction.square_sum_scale`); it must equal ``goodness_fn(h)``.
+        backward, step, the ``alive`` flag and the observer's report (see :meth:`observe`).
+        Layers whose forward pass differs (e.g. recurrent ones) compute ``h`` their own way
+        and call this. ``goodness`` is ``h``'s goodness when the layer computed it together
+        with ``h`` (a fused step, see :meth:`GoodnessFunction.square_sum_scale`); it must
+        equal ``goodness_fn(h)``.
         """
         g = self.goodness_fn(h) if goodness is None else goodness
         loss = self.loss(g[:num_pos], g[num_pos:])
@@ -159,7 +275,10 @@ class FFLayer(nn.Module, ABC):
         self.optimizer.step()
         h = h.detach()
         self._last_positive = h[:num_pos]
-        return LayerStepResult(h=h, g=g.detach(), num_pos=num_pos, loss=loss.detach())
+        result = LayerStepResult(h=h, g=g.detach(), num_pos=num_pos, loss=loss.detach())
+        if self._observer is not None:
+            self._observer.layer_trained(self._index, self, result)
+        return result
 
     @property
     def alive(self) -> Tensor | None:
@@ -179,3 +298,23 @@ class FFLayer(nn.Module, ABC):
         value = check_lr(value)
         for group in self.optimizer.param_groups:
             group["lr"] = value
+
+
+@runtime_checkable
+class LabelAppender(Protocol):
+    """A first layer that takes an image and a label code apart (FFDense does): the
+    image's share of its matmul, ``W_x · x``, is then computed once for every label."""
+
+    def image_drive(self, x: Tensor) -> Tensor:
+        """``W_x · x`` for images ``x``: ``(B, out)``, no gradient."""
+
+    def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        """The output for every image with every code: ``(B, T, out)``."""
+
+    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+        """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``."""
+
+    def train_tiled(
+        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
+    ) -> LayerStepResult:
+        """The layer's training step on ``forward_tiled``'s rows (positives first)."""

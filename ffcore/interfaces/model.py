@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from ffcore.interfaces.layer import LayerObserver
+from ffcore.components import normalize_name
+from ffcore.errors import FFLibError
+from ffcore.interfaces.batch import Batch
+from ffcore.interfaces.layer import FFLayer, LayerObserver, Objective
 from ffcore.optim import check_lr
 
 if TYPE_CHECKING:
@@ -25,13 +28,48 @@ class FFModel(nn.Module, ABC):
 
     #: The probe used when none is asked for.
     default_probe: ClassVar[str] = "tryall"
-    #: Set by the trainer when a plugin observes layer steps; ``None`` costs nothing.
-    observer: LayerObserver | None = None
     num_classes: int
+    _observer: LayerObserver | None = None
 
     @abstractmethod
-    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
-        """Train on one batch of inputs ``x`` and labels ``y``; return the detached loss."""
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        """Train on one batch (inputs ``batch.x``, labels ``batch.y``), with negatives from
+        ``negatives(batch, self)``; return the detached loss."""
+
+    def ff_layers(self) -> list[FFLayer]:
+        """The model's FF layers, in the order their indices count (registration order
+        by default: how ``nn.Module.modules`` finds them)."""
+        return [module for module in self.modules() if isinstance(module, FFLayer)]
+
+    @property
+    def observer(self) -> LayerObserver | None:
+        """Receives every FF layer's training step; ``None`` (the default) costs nothing.
+
+        The trainer sets it when a plugin observes layer steps; setting it hands it to
+        each of :meth:`ff_layers` with its index, and the layers report their own steps.
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: LayerObserver | None) -> None:
+        self._observer = observer
+        for index, layer in enumerate(self.ff_layers()):
+            layer.observe(observer, index)
+
+    def component_names(self) -> dict[str, str | None]:
+        """The registered names of the ``layer``, ``goodness`` and ``loss`` the model's FF
+        layers were built from; ``None`` where they differ between layers or have no
+        name (built from Python objects, or no FF layers at all)."""
+        layers = self.ff_layers()
+
+        def common(names: set[str | None]) -> str | None:
+            return names.pop() if len(names) == 1 else None
+
+        return {
+            "layer": common({layer.component_name for layer in layers}),
+            "goodness": common({_name_of(layer.objective, "goodness") for layer in layers}),
+            "loss": common({_name_of(layer.objective, "loss") for layer in layers}),
+        }
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """Every optimizer the model steps (per-layer ones included), for checkpoints."""
@@ -76,21 +114,45 @@ class FFModel(nn.Module, ABC):
         return {}
 
 
+def _name_of(objective: Objective | None, kind: str) -> str | None:
+    """The name ``objective`` gives its ``kind`` component (``None``: an object or none)."""
+    component = getattr(objective, kind, None)
+    return normalize_name(component) if isinstance(component, str) else None
+
+
 @runtime_checkable
 class LabelScorer(Protocol):
-    """A model that can score every candidate label of an input (what TryAll needs)."""
+    """A model that can score every candidate label of an input (what TryAll needs).
+
+    ``x`` is the inputs, or a training :class:`Batch` (the ``hard`` sampler passes one),
+    whose cached work the model may reuse (see :func:`~ffcore.interfaces.inputs_of`).
+    """
 
     num_classes: int
 
-    def goodness_per_label(self, x: Tensor) -> Tensor:
+    def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """Shape ``(B, num_classes)``: the signed goodness with each label (higher = better)."""
         ...
 
 
 @runtime_checkable
 class Classifier(Protocol):
-    """A model with a read-out that gives class logits directly."""
+    """A model with a read-out that gives class logits directly (``x`` as for
+    :class:`LabelScorer`; the ``neutral`` sampler passes a training batch)."""
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor | Batch) -> Tensor:
         """Shape ``(B, num_classes)``."""
         ...
+
+
+C = TypeVar("C")
+
+
+def require(model: object, capability: type[C], message: str) -> C:
+    """``model``, if it has ``capability`` (a runtime-checkable protocol such as
+    :class:`LabelScorer`), else an :class:`~ffcore.errors.FFLibError`: ``message`` with
+    ``{model}`` standing for the model's class name. How probes and samplers say what a
+    model lacks and what to use instead."""
+    if not isinstance(model, capability):
+        raise FFLibError(message.format(model=type(model).__name__))
+    return model

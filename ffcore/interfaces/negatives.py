@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
+from torch import Tensor
+
+from ffcore.interfaces.batch import Batch
+
+if TYPE_CHECKING:
+    from ffcore.interfaces.model import FFModel
 
 
 @dataclass(frozen=True)
@@ -14,15 +20,25 @@ class NegativeBatch:
 
     ``x`` has ``B * k`` rows for ``k`` negatives per positive, sample-major; for label-
     embedding nets ``x`` repeats the real inputs and ``y`` holds the wrong labels.
+    ``same_inputs`` says that ``x`` is the batch's own inputs (``k = 1``), only the labels
+    differ: a network may then share its work on the inputs between positives and
+    negatives (build such a batch with :meth:`relabelled`).
     """
 
     x: Tensor
     y: Tensor
+    same_inputs: bool = False
+
+    @classmethod
+    def relabelled(cls, batch: Batch, y: Tensor) -> NegativeBatch:
+        """The batch's own inputs with other labels ``y``."""
+        return cls(x=batch.x, y=y, same_inputs=True)
 
 
 class NegativeSampler(ABC):
-    """Builds negatives from a batch ``(x, y)``; may ask the model (hard negatives)."""
+    """Builds negatives for a batch; may ask the model (hard negatives)."""
 
     @abstractmethod
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
-        """Negatives for positives ``x`` with labels ``y``. Draws from torch's global RNG."""
+    def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
+        """Negatives for the positives ``batch.x`` with labels ``batch.y``, for labels in
+        ``0 .. model.num_classes - 1``. Draws from torch's global RNG."""

@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ffcore import hookimpl
-from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFModel, NegativeSampler
+from ffcore.interfaces import Batch, FFModel, NegativeSampler, inputs_of
+from ffcore.layers import ACTIVATIONS, choice, flatten_inputs, int_list
 from ffcore.optim import make_optimizer
-from ffplugins.dense import ACTIVATIONS
 
 
 class BackpropMLP(FFModel):
@@ -37,11 +36,8 @@ class BackpropMLP(FFModel):
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        sizes = list(widths)
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in sizes):
-            raise InvalidValueError("layers", widths, "a list of positive integers")
-        if activation not in ACTIVATIONS:
-            raise InvalidValueError("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+        sizes = int_list("layers", widths, allow_empty=True)
+        choice("activation", activation, ACTIVATIONS)
         self.input_features = input_features
         self.num_classes = num_classes
         modules: list[nn.Module] = []
@@ -53,18 +49,14 @@ class BackpropMLP(FFModel):
         self.net = nn.Sequential(*modules)
         self.optimizer = make_optimizer(optimizer, self.net.parameters(), lr)
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor | Batch) -> Tensor:
         """Class scores, shape ``(B, num_classes)``."""
-        flat = x.reshape(x.shape[0], -1)
-        if flat.shape[1] != self.input_features:
-            raise InvalidValueError(
-                "input shape", tuple(x.shape), f"{self.input_features} features per sample"
-            )
+        flat = flatten_inputs(inputs_of(x), self.input_features, type(self).__name__)
         logits: Tensor = self.net(flat)
         return logits
 
-    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
-        loss = F.cross_entropy(self.logits(x), y)
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        loss = F.cross_entropy(self.logits(batch.x), batch.y)
         self.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         self.optimizer.step()

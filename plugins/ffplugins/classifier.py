@@ -5,25 +5,23 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ffcore import hookimpl
-from ffcore.errors import FFLibError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import Classifier, Probe
+from ffcore.interfaces import Classifier, Probe, require
+
+NEEDS = (
+    "probe 'classifier' needs a model with a read-out (logits); {model} has none: "
+    "use --probe tryall"
+)
 
 
 class ClassifierProbe(Probe):
     """Predicts ``argmax`` of ``model.logits(x)`` in one forward pass (no TryAll)."""
 
     def check(self, model: nn.Module) -> None:
-        if not isinstance(model, Classifier):
-            raise FFLibError(
-                f"probe 'classifier' needs a model with a read-out (logits); "
-                f"{type(model).__name__} has none: use --probe tryall"
-            )
+        require(model, Classifier, NEEDS)
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        self.check(model)
-        assert isinstance(model, Classifier)
-        return model.logits(x).argmax(dim=1)
+        return require(model, Classifier, NEEDS).logits(x).argmax(dim=1)
 
 
 def classifier() -> Probe:

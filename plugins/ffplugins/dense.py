@@ -2,60 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import create_goodness, create_loss, hookimpl
+from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import (
-    FFLayer,
-    FFLoss,
-    GoodnessFunction,
-    LayerStepResult,
-    resolve_threshold,
+from ffcore.interfaces import FFLayer, LayerStepResult, Objective, ObjectiveOptions
+from ffcore.layers import (
+    ACTIVATIONS,
+    INPLACE_ACTIVATIONS,
+    NORMS,
+    calls_hooks,
+    choice,
+    input_scale,
+    layer_factory,
+    number,
+    positive_int,
 )
-from ffcore.optim import make_optimizer
 from ffcore.precision import cast_back, full_precision
 from ffplugins.fused import activation_goodness, fused_goodness_scale
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "leaky-relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "identity": nn.Identity,
-}
-
-#: In-place versions, for inference (no autograd): they spare a full-size allocation.
-INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu_,
-    "gelu": F.gelu,
-    "leaky-relu": F.leaky_relu_,
-    "tanh": torch.tanh_,
-    "sigmoid": torch.sigmoid_,
-    "identity": lambda t: t,
-}
-
-#: Input normalisations: ``l2`` divides by the Euclidean length (the seed's), ``rms`` by
-#: the root mean square (length / sqrt(width)), ``none`` leaves the input as it is.
-NORMS = ("l2", "rms", "none")
-
-
-def input_scale(x: Tensor, norm: str, eps: float) -> Tensor:
-    """The factor (shape ``(B, 1)``) that normalises each row of ``x``."""
-    if norm == "none":
-        return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
-    length = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    if norm == "rms":
-        length = length / (x.shape[1] ** 0.5)
-    scale: Tensor = (length + eps).reciprocal()
-    return scale
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class _TiledLinear(torch.autograd.Function):
@@ -117,21 +88,19 @@ class FFDense(FFLayer):
     Args:
         in_features: width of the input.
         out_features: number of units.
+        bias: whether the layer adds a bias.
         activation: ``relu`` (default), ``gelu``, ``leaky-relu``, ``tanh``, ``sigmoid``,
             ``identity``.
         norm: input normalisation, ``rms`` (default), ``l2`` (the seed's) or ``none``.
-        goodness: a registered goodness name or a :class:`GoodnessFunction`.
-        loss: a registered loss name or an :class:`FFLoss`.
-        threshold: the goodness threshold; ``None`` takes the goodness' default for
-            this width (the width itself for ``sum-squares``).
-        maximise: ``True`` pushes positive goodness up, ``False`` down.
-        optimizer: ``adam`` (default), ``adamw``, ``sgd`` or ``rmsprop``.
-        lr: the optimizer's learning rate.
+        peer_norm: the weight of Hinton's peer normalisation (see :meth:`extra_loss`);
+            ``0`` turns it off.
+        peer_momentum: the momentum of the units' running mean activity it reads.
+        objective: goodness, loss, threshold, direction, optimizer and learning rate
+            (:class:`~ffcore.interfaces.Objective`); its fields may also be given one by
+            one (``goodness="mean-squares"``, ``lr=0.01``...), replacing its own.
     """
 
     peer_mean: Tensor
-    #: The activations and goodness of the last differentiable forward pass, when fused.
-    _fused_goodness: tuple[Tensor, Tensor] | None = None
 
     def __init__(
         self,
@@ -141,44 +110,26 @@ class FFDense(FFLayer):
         bias: bool = True,
         activation: str = "relu",
         norm: str = "rms",
-        goodness: str | GoodnessFunction = "sum-squares",
-        loss: str | FFLoss = "softplus-threshold",
-        threshold: float | None = None,
-        maximise: bool = True,
-        optimizer: str = "adam",
-        lr: float = 3e-3,
         peer_norm: float = 0.0,
         peer_momentum: float = 0.9,
         eps: float = 1e-8,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        objective: Objective | None = None,
+        **options: Unpack[ObjectiveOptions],
     ) -> None:
         super().__init__()
-        for field, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(field, value, "a positive integer")
-        if activation not in ACTIVATIONS:
-            raise InvalidValueError("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
-        if norm not in NORMS:
-            raise InvalidValueError("norm", norm, f"one of {', '.join(NORMS)}")
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.activation_name = choice("activation", activation, ACTIVATIONS)
+        self.norm = choice("norm", norm, NORMS)
+        self.peer_norm = number(
+            "peer_norm", peer_norm, low=0, expected="a weight >= 0 (0 turns it off)"
+        )
+        self.peer_momentum = number("peer_momentum", peer_momentum, low=0, high=1, high_open=True)
         self.linear = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.activation_name = activation
         self.act = ACTIVATIONS[activation]()
-        self.norm = norm
         self.eps = eps
-        self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
-        self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
-        default_threshold = self.goodness_fn.default_threshold(out_features)
-        self.threshold = resolve_threshold(threshold, default_threshold)
-        self.maximise = maximise
-        if isinstance(peer_norm, bool) or not isinstance(peer_norm, int | float) or peer_norm < 0:
-            raise InvalidValueError("peer_norm", peer_norm, "a weight >= 0 (0 turns it off)")
-        if not 0 <= peer_momentum < 1:
-            raise InvalidValueError("peer_momentum", peer_momentum, "a number in [0, 1)")
-        self.peer_norm = float(peer_norm)
-        self.peer_momentum = float(peer_momentum)
         #: Running mean activity of each unit on positive data (for peer normalisation);
         #: saved with the weights only when peer normalisation is on.
         self.register_buffer(
@@ -186,7 +137,7 @@ class FFDense(FFLayer):
             torch.zeros(out_features, device=device, dtype=dtype),
             persistent=self.peer_norm > 0,
         )
-        self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
+        self.set_objective(Objective.of(objective, **options), out_features)
 
     @property
     def weight(self) -> Tensor:
@@ -215,14 +166,25 @@ class FFDense(FFLayer):
         return fused_goodness_scale(self.activation_name, self.goodness_fn, self.out_features)
 
     def train_joint(self, x: Tensor, num_pos: int) -> LayerStepResult:
-        """``update(self(x), num_pos)``, with the goodness the fused step computed.
+        """``update(self(x), num_pos)``, fused when it can be.
 
-        The forward pass runs through ``self(x)`` as usual (module hooks fire); when the
-        activation and goodness can be fused (:meth:`fused_goodness_scale`), it computes
-        the goodness alongside the activations and :meth:`update` takes it from there.
+        When activation and goodness can be fused (:meth:`fused_goodness_scale`) and no
+        hook watches the layer's call (so ``self(x)`` is ``forward(x)``, see
+        :func:`~ffcore.layers.calls_hooks`), the goodness is computed together with the
+        activations (:meth:`forward_with_goodness`); otherwise ``self(x)`` runs, hooks and
+        all, and the goodness function reads what it returned.
         """
-        h = self(x)
-        return self.update(h, num_pos, goodness=self._take_goodness(h))
+        factor = self.fused_goodness_scale()
+        if factor is None or calls_hooks(self):
+            return self.update(self(x), num_pos)
+        h, g = self.forward_with_goodness(x, factor)
+        return self.update(h, num_pos, goodness=g)
+
+    def forward_with_goodness(self, x: Tensor, factor: float) -> tuple[Tensor, Tensor]:
+        """``forward(x)`` and its goodness ``factor · Σ h²`` in one fused, differentiable
+        step (activation ``relu`` or ``identity``; see :mod:`ffplugins.fused`)."""
+        pre = cast_back(self.linear(self.normalize(x)), self.linear.weight)
+        return activation_goodness(pre, None, None, factor=factor, activation=self.activation_name)
 
     def extra_loss(self, h: Tensor, num_pos: int) -> Tensor | None:
         """Hinton's peer normalisation, when ``peer_norm`` > 0.
@@ -248,19 +210,7 @@ class FFDense(FFLayer):
         return INPLACE_ACTIVATIONS[self.activation_name](pre)
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = cast_back(self.linear(self.normalize(x)), self.linear.weight)
-        factor = self.fused_goodness_scale() if pre.requires_grad else None
-        if factor is None:
-            return self.activate(pre)
-        h, g = activation_goodness(pre, None, None, factor=factor, activation=self.activation_name)
-        self._fused_goodness = (h, g)  # for train_joint, if h reaches it unchanged
-        return h
-
-    def _take_goodness(self, h: Tensor) -> Tensor | None:
-        """The goodness the last forward pass computed with ``h``, or ``None`` (then the
-        goodness function computes it: also when a forward hook replaced the output)."""
-        pending, self._fused_goodness = self._fused_goodness, None
-        return pending[1] if pending is not None and pending[0] is h else None
+        return self.activate(cast_back(self.linear(self.normalize(x)), self.linear.weight))
 
     def image_drive(self, x: Tensor) -> Tensor:
         """``W_x · x`` (no gradient): the image's share of the pre-activation, ``(B, out)``.
@@ -385,39 +335,9 @@ class FFDense(FFLayer):
         )
 
 
-def ffdense(
-    in_features: int,
-    out_features: int,
-    *,
-    bias: bool = True,
-    activation: str = "relu",
-    norm: str = "rms",
-    goodness: str = "sum-squares",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    maximise: bool = True,
-    optimizer: str = "adam",
-    lr: float = 3e-3,
-    peer_norm: float = 0.0,
-    peer_momentum: float = 0.9,
-) -> FFDense:
-    """Fully connected FF layer: act(W·x/‖x‖ + b) with its own optimizer."""
-    return FFDense(
-        in_features,
-        out_features,
-        bias=bias,
-        activation=activation,
-        norm=norm,
-        goodness=goodness,
-        loss=loss,
-        threshold=threshold,
-        maximise=maximise,
-        optimizer=optimizer,
-        lr=lr,
-        peer_norm=peer_norm,
-        peer_momentum=peer_momentum,
-    )
-
+ffdense = layer_factory(
+    FFDense, "Fully connected FF layer: act(W·x/‖x‖ + b) with its own optimizer."
+)
 
 FFLinear = FFDense
 

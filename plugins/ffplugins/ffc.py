@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ffcore import hookimpl
-from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, NegativeSampler
+from ffcore.interfaces import Batch, FFLayer, NegativeSampler, inputs_of
+from ffcore.layers import choice, non_negative_int
 from ffcore.optim import check_lr, make_optimizer
 from ffcore.precision import full_precision
 from ffplugins.ffnet import FFNet, build_layer_stack, input_width
@@ -66,14 +66,12 @@ class FFC(FFNet):
             label_scale=label_scale,
             label_scheme=label_scheme,
         )
-        if schedule not in SCHEDULES:
-            raise InvalidValueError("schedule", schedule, f"one of {', '.join(SCHEDULES)}")
-        if ff_epochs is not None and (
-            isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
-        ):
-            raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
-        self.schedule = schedule
-        self.ff_epochs = ff_epochs
+        self.schedule = choice("schedule", schedule, SCHEDULES)
+        self.ff_epochs = (
+            None
+            if ff_epochs is None
+            else non_negative_int("ff_epochs", ff_epochs, "a non-negative integer or None")
+        )
         self.classifier_lr = check_lr(classifier_lr, "classifier_lr")
         self.readout_lr = None if readout_lr is None else check_lr(readout_lr, "readout_lr")
         with torch.no_grad():
@@ -85,8 +83,6 @@ class FFC(FFNet):
         )
         #: What the current epoch trains: "ff", "classifier" or "both".
         self.phase = "both" if schedule == "joint" else "ff"
-        #: The batch being trained and its neutral-pass features, while they are current.
-        self._neutral_pass: tuple[Tensor, Tensor] | None = None
 
     def ff_epochs_of(self, epochs: int) -> int:
         """How many of ``epochs`` train the FF layers (the rest train the classifier)."""
@@ -121,19 +117,20 @@ class FFC(FFNet):
         return [1.0] * (len(self.optimizers()) - 1) + [classifier]
 
     @torch.no_grad()
-    def features(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor | Batch) -> Tensor:
         """Concatenated activations of every FF layer for ``x`` with a neutral label."""
         return torch.cat(self.layer_activations(x), dim=1)
 
     @torch.no_grad()
-    def layer_activations(self, x: Tensor) -> list[Tensor]:
-        """Each FF layer's activations for ``x`` with a neutral label, flattened to rows."""
+    def layer_activations(self, source: Tensor | Batch) -> list[Tensor]:
+        """Each FF layer's activations for the inputs with a neutral label, flattened to
+        rows (for a training batch, from the batch's shared image drive)."""
+        x, drive = inputs_of(source), self._drive_of(source)
         appender = self._label_appender()
-        drive = self._batch_drive(x)
         activations: list[Tensor] = []
         if appender is None or drive is None:
             h, rest = self.neutral_input(x), self.layers
-        else:  # in a training batch: the neutral code adds nothing to the cached W_x · x
+        else:  # in a training batch: the neutral code adds nothing to the shared W_x · x
             flat = self.flatten(x)
             neutral = flat.new_zeros(1, self.num_classes)
             h = appender.forward_appended(flat, neutral, drive).squeeze(1)
@@ -144,44 +141,43 @@ class FFC(FFNet):
             activations.append(h.reshape(h.shape[0], -1))
         return activations
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor | Batch) -> Tensor:
         """Class scores from the classifier, shape ``(B, num_classes)``.
 
-        Outside training the features are never concatenated: each layer's activations
-        meet their own block of the classifier's weights, and the blocks' scores add up.
+        A training batch's neutral-pass features, when the step computed them, are read
+        as they are. Otherwise the features are never concatenated: each layer's
+        activations meet their own block of the classifier's weights, and the blocks'
+        scores add up.
         """
-        cached = self._neutral_pass
-        if cached is not None and cached[0] is x:
-            with full_precision(x.device):
-                logits: Tensor = self.classifier(cached[1])
+        device = inputs_of(x).device
+        features = x.neutral_features if isinstance(x, Batch) else None
+        if features is not None:
+            with full_precision(device):
+                logits: Tensor = self.classifier(features)
             return logits
         weight, logits = self.classifier.weight, self.classifier.bias
         activations = self.layer_activations(x)
         start = 0
         # The read-out is tiny next to the layers (ten outputs): float32 even under mixed
         # precision, where it costs less than casting the activations to bfloat16 would.
-        with full_precision(x.device):
+        with full_precision(device):
             for h in activations:
                 block = weight[:, start : start + h.shape[1]]
                 logits = torch.addmm(logits, h, block.t())
                 start += h.shape[1]
         return logits
 
-    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
         if self.phase == "ff":
-            return super().train_batch(x, y, negatives)
+            return super().train_batch(batch, negatives)
         if self.phase == "classifier":
-            return self._train_classifier(self.features(x), y)
-        opened = self._open_batch(x)  # the neutral pass and the FF step share W_x · x
-        try:
-            features = self.features(x)
-            self._neutral_pass = (x, features)
-            ff_loss = super().train_batch(x, y, negatives)
-        finally:
-            self._neutral_pass = None
-            if opened:
-                self._close_batch()
-        return ff_loss + self._train_classifier(features, y)
+            return self._train_classifier(self.features(batch.x), batch.y)
+        # One neutral pass before the FF layers update: the classifier learns from it, and
+        # a sampler asking for the batch's logits (``neutral``) reads it from the batch.
+        features = self.features(batch)
+        batch.neutral_features = features
+        ff_loss = super().train_batch(batch, negatives)
+        return ff_loss + self._train_classifier(features, batch.y)
 
     def _train_classifier(self, features: Tensor, y: Tensor) -> Tensor:
         """One cross-entropy step of the classifier on (detached) features, in float32
@@ -211,14 +207,7 @@ def ffc(
     *,
     layers: Sequence[int] = (2000, 2000),
     layer: str = "ffdense",
-    activation: str = "relu",
-    norm: str = "rms",
-    goodness: str = "sum-squares",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    maximise: bool = True,
     optimizer: str = "adam",
-    lr: float = 3e-3,
     classifier_lr: float = 1e-3,
     schedule: str = "two-phase",
     ff_epochs: int | None = None,
@@ -226,26 +215,17 @@ def ffc(
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
     label_scheme: str = "concat",
-    peer_norm: float = 0.0,
+    **layer_options: Any,
 ) -> FFC:
-    """FF+C: FF layers, then a linear classifier on their activations (neutral label)."""
+    """FF+C: FF layers, then a linear classifier on their activations (neutral label).
+
+    ``optimizer`` serves the layers and the classifier; every other option (``goodness``,
+    ``lr``...) goes to each layer.
+    """
     input_features = math.prod(input_shape)
-    stack = build_layer_stack(
-        input_width(input_features, num_classes, label_scheme),
-        layers,
-        layer,
-        activation=activation,
-        norm=norm,
-        goodness=goodness,
-        loss=loss,
-        threshold=threshold,
-        maximise=maximise,
-        optimizer=optimizer,
-        lr=lr,
-        **({"peer_norm": peer_norm} if peer_norm else {}),
-    )
+    width = input_width(input_features, num_classes, label_scheme)
     return FFC(
-        stack,
+        build_layer_stack(width, layers, layer, optimizer=optimizer, **layer_options),
         input_features,
         num_classes,
         classifier_lr=classifier_lr,

@@ -4,76 +4,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import create_layer, hookimpl
+from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFModel, LayerStepResult, NegativeBatch, NegativeSampler
-from ffplugins.tryall import images_per_block
-
-
-def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
-    """``[start, stop)`` of the layers whose goodness predicts (Python slice rules).
-
-    Accepts ``None`` (all layers), a pair ``[start, stop]`` or a string ``"start:stop"``
-    where either end may be left out (``"1:"`` means every layer but the first).
-    """
-    if value is None:
-        return 0, num_layers
-    parts: list[int | None]
-    try:
-        if isinstance(value, str):
-            start_text, sep, stop_text = value.partition(":")
-            if not sep:
-                raise ValueError(value)
-            parts = [int(t) if t.strip() else None for t in (start_text, stop_text)]
-        else:
-            parts = list(value)
-            if len(parts) != 2 or any(
-                p is not None and (isinstance(p, bool) or not isinstance(p, int)) for p in parts
-            ):
-                raise ValueError(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(
-            "layer_range", value, "'start:stop' or [start, stop] (Python slice rules)"
-        ) from None
-    start, stop, _ = slice(parts[0], parts[1]).indices(num_layers)
-    if start >= stop:
-        raise InvalidValueError(
-            "layer_range", value, f"a non-empty range of the {num_layers} layers"
-        )
-    return start, stop
-
+from ffcore.interfaces import (
+    Batch,
+    FFLayer,
+    FFModel,
+    LabelAppender,
+    LayerStepResult,
+    NegativeBatch,
+    NegativeSampler,
+    inputs_of,
+)
+from ffcore.layers import (
+    boolean,
+    build_layer,
+    choice,
+    flatten_inputs,
+    images_per_block,
+    int_list,
+    parse_layer_range,
+)
 
 LABEL_SCHEMES = ("concat", "overlay")
 
 #: Rows (images times labels) per block when TryAll scores labels on the CPU.
 CPU_LABEL_ROWS = 512
-
-
-@runtime_checkable
-class LabelAppender(Protocol):
-    """A first layer that takes an image and a label code apart (FFDense does): the
-    image's share of its matmul, ``W_x · x``, is then computed once for every label."""
-
-    def image_drive(self, x: Tensor) -> Tensor:
-        """``W_x · x`` for images ``x``: ``(B, out)``, no gradient."""
-
-    def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
-        """The output for every image with every code: ``(B, T, out)``."""
-
-    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
-        """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``."""
-
-    def train_tiled(
-        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
-    ) -> LayerStepResult:
-        """The layer's training step on ``forward_tiled``'s rows (positives first)."""
 
 
 class FFNet(FFModel):
@@ -100,10 +63,7 @@ class FFNet(FFModel):
         label_scheme: str = "concat",
     ) -> None:
         super().__init__()
-        if label_scheme not in LABEL_SCHEMES:
-            raise InvalidValueError(
-                "label_scheme", label_scheme, f"one of {', '.join(LABEL_SCHEMES)}"
-            )
+        choice("label_scheme", label_scheme, LABEL_SCHEMES)
         if label_scheme == "overlay" and input_features < num_classes:
             raise InvalidValueError(
                 "label_scheme",
@@ -118,23 +78,11 @@ class FFNet(FFModel):
         self.num_classes = num_classes
         self.label_scale = label_scale
         self.layer_range = parse_layer_range(layer_range, len(layers))
-        if not isinstance(recompute, bool):
-            raise InvalidValueError("recompute", recompute, "true or false")
-        self.recompute = recompute
-        #: The training batch whose first-layer image drive may be cached, and the drive.
-        self._batch: Tensor | None = None
-        self._drive: Tensor | None = None
+        self.recompute = boolean("recompute", recompute)
 
     def flatten(self, x: Tensor) -> Tensor:
         """``x`` as ``(B, input_features)``; a wrong width is a clear error."""
-        flat = x.reshape(x.shape[0], -1)
-        if flat.shape[1] != self.input_features:
-            raise InvalidValueError(
-                "input shape",
-                tuple(x.shape),
-                f"{self.input_features} features per sample for this {type(self).__name__}",
-            )
-        return flat
+        return flatten_inputs(x, self.input_features, type(self).__name__)
 
     def _with_code(self, flat: Tensor, code: Tensor) -> Tensor:
         if self.label_scheme == "concat":
@@ -173,80 +121,67 @@ class FFNet(FFModel):
             return first
         return None
 
-    def _open_batch(self, x: Tensor) -> bool:
-        """Start caching the first layer's image drive for training batch ``x``; ``False``
-        when a caller (a subclass's ``train_batch``) already did."""
-        if self._batch is x:
-            return False
-        self._batch, self._drive = x, None
-        return True
-
-    def _close_batch(self) -> None:
-        """Forget the batch's image drive (stale once the first layer has updated)."""
-        self._batch, self._drive = None, None
-
-    def _batch_drive(self, x: Tensor) -> Tensor | None:
-        """The first layer's ``W_x · x`` for the batch being trained, computed once.
+    def image_drive(self, batch: Batch) -> Tensor | None:
+        """The first layer's ``W_x · x`` for a training batch, computed once per batch.
 
         The negative sampler (``hard``: every label), FF+C's neutral-label pass and the
-        first layer's training step all start from it, while the weights stay the same.
-        ``None`` outside a training batch or when the first layer cannot share it.
+        first layer's training step all start from it while the weights stay the same;
+        the batch keeps it until :meth:`Batch.invalidate`. ``None`` when the first layer
+        cannot share it.
         """
         first = self._label_appender()
-        if self._batch is not x or first is None:
+        if first is None:
             return None
-        if self._drive is None:
-            self._drive = first.image_drive(self.flatten(x))
-        return self._drive
+        if batch.image_drive is None:
+            batch.image_drive = first.image_drive(self.flatten(batch.x))
+        return batch.image_drive
+
+    def _drive_of(self, source: Tensor | Batch) -> Tensor | None:
+        """A training batch's shared image drive; ``None`` for plain inputs (then each
+        pass computes it with the current weights)."""
+        return self.image_drive(source) if isinstance(source, Batch) else None
 
     def _first_step(
-        self, first: LabelAppender, x: Tensor, labels: Tensor, num_pos: int
+        self, first: LabelAppender, batch: Batch, labels: Tensor, num_pos: int
     ) -> tuple[LayerStepResult, Tensor | None]:
-        """The first layer's step on images ``x`` tiled with ``labels``, its input shared.
+        """The first layer's step on the batch's images tiled with ``labels``, its input
+        shared.
 
         Returns the step's result and, with ``recompute`` and more layers above, the first
         layer's output recomputed after its update.
         """
-        flat = self.flatten(x)
+        flat = self.flatten(batch.x)
         codes = self.label_codes(labels, flat.dtype)
-        result = first.train_tiled(flat, codes, num_pos, self._batch_drive(x))
+        result = first.train_tiled(flat, codes, num_pos, self.image_drive(batch))
         if not self.recompute or len(self.layers) == 1:
             return result, None
         with torch.no_grad():
             return result, first.forward_tiled(flat, codes)
 
-    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
-        opened = self._open_batch(x)
-        try:
-            negative = negatives(x, y, self.num_classes, self)
-            return self._train_layers(x, y, negative)
-        finally:
-            if opened:
-                self._close_batch()
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        return self._train_layers(batch, negatives(batch, self))
 
-    def _train_layers(self, x: Tensor, y: Tensor, negative: NegativeBatch) -> Tensor:
+    def _train_layers(self, batch: Batch, negative: NegativeBatch) -> Tensor:
+        x = batch.x
         num_pos = x.shape[0]
-        labels = torch.cat((y, negative.y))
+        labels = torch.cat((batch.y, negative.y))
         # Negatives that are the positives' images with other labels share their image's
         # part of the first layer's work (random, hard and neutral negatives do).
-        appender = self._label_appender() if negative.x is x else None
+        appender = self._label_appender() if negative.same_inputs else None
         h = None if appender is not None else self.embed(torch.cat((x, negative.x)), labels)
         total = torch.zeros((), device=x.device)
-        observer = self.observer
         for index, layer in enumerate(self.layers):
             assert isinstance(layer, FFLayer)
             if h is None:
                 assert appender is not None
-                result, recomputed = self._first_step(appender, x, labels, num_pos)
+                result, recomputed = self._first_step(appender, batch, labels, num_pos)
             else:
                 result, recomputed = layer.train_joint(h, num_pos), None
                 if self.recompute and index + 1 < len(self.layers):
                     with torch.no_grad():  # FFLib 0.3.0: the next layer sees post-update outputs
                         recomputed = layer(h)
             if index == 0:
-                self._close_batch()  # the first layer has updated: its image drive is stale
-            if observer is not None:
-                observer.layer_trained(index, layer, result)
+                batch.invalidate()  # the first layer has updated: the batch's cache is stale
             total = total + result.loss
             h = result.h if recomputed is None else recomputed
         return total
@@ -272,15 +207,14 @@ class FFNet(FFModel):
                 total = total + layer.score(h)
         return total
 
-    def _label_scores(self, x: Tensor, stop: int) -> list[Tensor]:
+    def _label_scores(self, source: Tensor | Batch, stop: int) -> list[Tensor]:
         """Signed goodness ``(B, num_classes)`` of layers ``0..stop-1`` for every label.
 
         Batched over labels: all ``B * num_classes`` rows at once on accelerators; on the
         CPU in blocks of about :data:`CPU_LABEL_ROWS` rows, whose activations stay in the
-        cache from one operation to the next (at 2x2000, TryAll ran 8-20% faster in
-        A/B runs than on 10,000-row blocks).
+        cache from one operation to the next, instead of travelling through memory.
         """
-        drive = self._batch_drive(x)
+        x, drive = inputs_of(source), self._drive_of(source)
         per_block = images_per_block(x, self.num_classes, CPU_LABEL_ROWS)
         if x.shape[0] <= per_block:
             return self._label_scores_block(x, drive, stop)
@@ -320,7 +254,7 @@ class FFNet(FFModel):
         return scores
 
     @torch.no_grad()
-    def layer_goodness_per_label(self, x: Tensor) -> Tensor:
+    def layer_goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """``(num_layers, B, num_classes)``: each layer's signed goodness for every label.
 
         What each layer alone would predict (TryAll on one layer), for diagnostics.
@@ -328,7 +262,7 @@ class FFNet(FFModel):
         return torch.stack(self._label_scores(x, len(self.layers)))
 
     @torch.no_grad()
-    def goodness_per_label(self, x: Tensor) -> Tensor:
+    def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
         start, stop = self.layer_range
         scores = self._label_scores(x, stop)[start:]
@@ -350,13 +284,10 @@ def build_layer_stack(
     in_features: int, widths: Sequence[int], layer: str, **layer_options: Any
 ) -> list[FFLayer]:
     """FF layers of the given ``widths``, each fed by the one below, built by name."""
-    sizes = list(widths)
-    if not sizes or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in sizes):
-        raise InvalidValueError("layers", widths, "a non-empty list of positive integers")
     stack: list[FFLayer] = []
-    for width in sizes:
+    for width in int_list("layers", widths):
         stack.append(
-            create_layer(layer, in_features=in_features, out_features=width, **layer_options)
+            build_layer(layer, in_features=in_features, out_features=width, **layer_options)
         )
         in_features = width
     return stack
@@ -368,38 +299,20 @@ def ffnet(
     *,
     layers: Sequence[int] = (2000, 2000),
     layer: str = "ffdense",
-    activation: str = "relu",
-    norm: str = "rms",
-    goodness: str = "sum-squares",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    maximise: bool = True,
-    optimizer: str = "adam",
-    lr: float = 3e-3,
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
     recompute: bool = False,
     label_scheme: str = "concat",
-    peer_norm: float = 0.0,
+    **layer_options: Any,
 ) -> FFNet:
-    """Stack of FF layers, label one-hot appended to the input, TryAll prediction."""
+    """Stack of FF layers, label one-hot appended to the input, TryAll prediction.
+
+    Every other option (``activation``, ``goodness``, ``lr``...) goes to each layer.
+    """
     input_features = math.prod(input_shape)
-    ff_layers = build_layer_stack(
-        input_width(input_features, num_classes, label_scheme),
-        layers,
-        layer,
-        activation=activation,
-        norm=norm,
-        goodness=goodness,
-        loss=loss,
-        threshold=threshold,
-        maximise=maximise,
-        optimizer=optimizer,
-        lr=lr,
-        **({"peer_norm": peer_norm} if peer_norm else {}),
-    )
+    width = input_width(input_features, num_classes, label_scheme)
     return FFNet(
-        ff_layers,
+        build_layer_stack(width, layers, layer, **layer_options),
         input_features,
         num_classes,
         layer_range=layer_range,

@@ -6,12 +6,28 @@ from __future__ import annotations
 from abc import abstractmethod
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ffcore import hookimpl
-from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import Classifier, LabelScorer, NegativeBatch, NegativeSampler
+from ffcore.interfaces import (
+    Batch,
+    Classifier,
+    FFModel,
+    LabelScorer,
+    NegativeBatch,
+    NegativeSampler,
+    require,
+)
+from ffcore.layers import number
+
+HARD_NEEDS = (
+    "negatives 'hard' needs a model that scores labels; {model} does not: " "use --negatives random"
+)
+NEUTRAL_NEEDS = (
+    "negatives 'neutral' needs a model with a classifier read-out; {model} has none: "
+    "use --model ffc, or --negatives hard"
+)
 
 
 def random_wrong_labels(y: Tensor, num_classes: int) -> Tensor:
@@ -23,18 +39,19 @@ def random_wrong_labels(y: Tensor, num_classes: int) -> Tensor:
 class RandomWrongLabel(NegativeSampler):
     """The real input with one uniformly drawn wrong label."""
 
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
-        return NegativeBatch(x=x, y=random_wrong_labels(y, num_classes))
+    def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
+        return NegativeBatch.relabelled(batch, random_wrong_labels(batch.y, model.num_classes))
 
 
 class InverseLabels(NegativeSampler):
     """The real input with every wrong label: ``num_classes - 1`` negatives per positive."""
 
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
-        per = num_classes - 1
+    def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
+        num_classes, y = model.num_classes, batch.y
         offsets = torch.arange(1, num_classes, device=y.device)
         wrong = (y.unsqueeze(1) + offsets.unsqueeze(0)) % num_classes
-        return NegativeBatch(x=x.repeat_interleave(per, dim=0), y=wrong.reshape(-1))
+        x = batch.x.repeat_interleave(num_classes - 1, dim=0)
+        return NegativeBatch(x=x, y=wrong.reshape(-1))
 
 
 def pick_wrong_labels(scores: Tensor, y: Tensor, temperature: float) -> Tensor:
@@ -50,18 +67,16 @@ class ScoredWrongLabel(NegativeSampler):
     """A wrong label picked from the model's scores for every label (see ``scores``)."""
 
     def __init__(self, temperature: float) -> None:
-        if isinstance(temperature, bool) or not temperature >= 0:
-            raise InvalidValueError("temperature", temperature, "a number >= 0")
-        self.temperature = temperature
+        self.temperature = number("temperature", temperature, low=0, expected="a number >= 0")
 
     @abstractmethod
-    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
+    def scores(self, batch: Batch, model: FFModel) -> Tensor:
         """``(B, num_classes)``: how strongly the model believes each label."""
 
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: nn.Module) -> NegativeBatch:
+    def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
         with torch.no_grad():
-            scores = self.scores(x, model)
-        return NegativeBatch(x=x, y=pick_wrong_labels(scores, y, self.temperature))
+            scores = self.scores(batch, model)
+        return NegativeBatch.relabelled(batch, pick_wrong_labels(scores, batch.y, self.temperature))
 
 
 class HardestWrongLabel(ScoredWrongLabel):
@@ -74,13 +89,8 @@ class HardestWrongLabel(ScoredWrongLabel):
     def __init__(self, temperature: float = 0.0) -> None:
         super().__init__(temperature)
 
-    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
-        if not isinstance(model, LabelScorer):
-            raise FFLibError(
-                f"negatives 'hard' needs a model that scores labels; "
-                f"{type(model).__name__} does not: use --negatives random"
-            )
-        return model.goodness_per_label(x)
+    def scores(self, batch: Batch, model: FFModel) -> Tensor:
+        return require(model, LabelScorer, HARD_NEEDS).goodness_per_label(batch)
 
 
 class NeutralPassWrongLabel(ScoredWrongLabel):
@@ -95,13 +105,8 @@ class NeutralPassWrongLabel(ScoredWrongLabel):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__(temperature)
 
-    def scores(self, x: Tensor, model: nn.Module) -> Tensor:
-        if not isinstance(model, Classifier):
-            raise FFLibError(
-                f"negatives 'neutral' needs a model with a classifier read-out; "
-                f"{type(model).__name__} has none: use --model ffc, or --negatives hard"
-            )
-        return model.logits(x)
+    def scores(self, batch: Batch, model: FFModel) -> Tensor:
+        return require(model, Classifier, NEUTRAL_NEEDS).logits(batch)
 
 
 def random() -> NegativeSampler:

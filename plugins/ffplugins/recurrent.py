@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import create_goodness, create_loss, hookimpl
+from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
 from ffcore.hookspecs import Register
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, LayerStepResult, resolve_threshold
-from ffcore.optim import make_optimizer
+from ffcore.interfaces import FFLayer, LayerStepResult, Objective, ObjectiveOptions
+from ffcore.layers import (
+    ACTIVATIONS,
+    INPLACE_ACTIVATIONS,
+    NORMS,
+    choice,
+    input_scale,
+    integer,
+    layer_factory,
+    number,
+    positive_int,
+)
 from ffcore.precision import cast_back
-from ffplugins.dense import ACTIVATIONS, INPLACE_ACTIVATIONS, NORMS, input_scale
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class FFRecurrentLayer(FFLayer):
@@ -37,15 +50,11 @@ class FFRecurrentLayer(FFLayer):
             ``identity``.
         norm: normalisation of ``below`` and ``above``: ``rms`` (default), ``l2`` (0.3.0's)
             or ``none``.
-        goodness: a registered goodness name or a :class:`GoodnessFunction`.
-        loss: a registered loss name or an :class:`FFLoss`.
-        threshold: the goodness threshold; ``None`` takes the goodness' default for
-            ``rc_features`` units.
-        maximise: ``True`` pushes positive goodness up, ``False`` down.
         beta: the weight of the new drive against the previous state, in ``(0, 1]``; ``1``
             forgets the previous state entirely.
-        optimizer: ``adam`` (default), ``adamw``, ``sgd`` or ``rmsprop``.
-        lr: the optimizer's learning rate.
+        objective: goodness, loss, threshold (by default the goodness' own for
+            ``rc_features`` units), direction, optimizer and learning rate
+            (:class:`~ffcore.interfaces.Objective`), or its fields one by one.
 
     Parameters ``fw`` (``rc × fw``), ``bw`` (``rc × bw``) and ``bias`` (``rc``) start like
     ``nn.Linear``'s: uniform in ``±1/sqrt(fan_in)`` of each weight's own input width.
@@ -59,49 +68,27 @@ class FFRecurrentLayer(FFLayer):
         *,
         activation: str = "relu",
         norm: str = "rms",
-        goodness: str | GoodnessFunction = "sum-squares",
-        loss: str | FFLoss = "softplus-threshold",
-        threshold: float | None = None,
-        maximise: bool = True,
         beta: float = 0.7,
-        optimizer: str = "adam",
-        lr: float = 3e-3,
         eps: float = 1e-8,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        objective: Objective | None = None,
+        **options: Unpack[ObjectiveOptions],
     ) -> None:
         super().__init__()
-        for field, value in (
-            ("fw_features", fw_features),
-            ("rc_features", rc_features),
-            ("bw_features", bw_features),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(field, value, "a positive integer")
-        if activation not in ACTIVATIONS:
-            raise InvalidValueError("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
-        if norm not in NORMS:
-            raise InvalidValueError("norm", norm, f"one of {', '.join(NORMS)}")
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta <= 1:
-            raise InvalidValueError("beta", beta, "a number in (0, 1]")
-        self.fw_features = fw_features
-        self.rc_features = rc_features
-        self.bw_features = bw_features
+        self.fw_features = positive_int("fw_features", fw_features)
+        self.rc_features = positive_int("rc_features", rc_features)
+        self.bw_features = positive_int("bw_features", bw_features)
+        self.activation_name = choice("activation", activation, ACTIVATIONS)
+        self.norm = choice("norm", norm, NORMS)
+        self.beta = number("beta", beta, low=0, low_open=True, high=1)
         self.fw = nn.Parameter(torch.empty(rc_features, fw_features, device=device, dtype=dtype))
         self.bw = nn.Parameter(torch.empty(rc_features, bw_features, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(rc_features, device=device, dtype=dtype))
         self.reset_parameters()
-        self.activation_name = activation
         self.act = ACTIVATIONS[activation]()
-        self.norm = norm
         self.eps = eps
-        self.beta = float(beta)
-        self.goodness_fn = create_goodness(goodness) if isinstance(goodness, str) else goodness
-        self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
-        default_threshold = self.goodness_fn.default_threshold(rc_features)
-        self.threshold = resolve_threshold(threshold, default_threshold)
-        self.maximise = maximise
-        self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
+        self.set_objective(Objective.of(objective, **options), rc_features)
 
     def reset_parameters(self) -> None:
         """Initialise ``fw``, ``bw`` and ``bias`` as ``nn.Linear`` does."""
@@ -200,14 +187,9 @@ class FFRecurrentLayer(FFLayer):
         goodness and the loss. Like :meth:`FFLayer.train_step` it refuses a non-finite loss
         (when ``check_finite``) and records in ``alive`` whether any positive unit fired.
         """
-        if (
-            isinstance(num_pos, bool)
-            or not isinstance(num_pos, int)
-            or not 0 < num_pos < len(below)
-        ):
-            raise InvalidValueError(
-                "num_pos", num_pos, f"between 1 and {len(below) - 1}: positives then negatives"
-            )
+        expected = f"between 1 and {len(below) - 1}: positives then negatives"
+        if integer("num_pos", num_pos, minimum=1, expected=expected) >= len(below):
+            raise InvalidValueError("num_pos", num_pos, expected)
         return self.update(self.step(below, previous, above), num_pos)
 
     def extra_repr(self) -> str:
@@ -219,36 +201,11 @@ class FFRecurrentLayer(FFLayer):
         )
 
 
-def ffrecurrent(
-    fw_features: int,
-    rc_features: int,
-    bw_features: int,
-    *,
-    activation: str = "relu",
-    norm: str = "rms",
-    goodness: str = "sum-squares",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    maximise: bool = True,
-    beta: float = 0.7,
-    optimizer: str = "adam",
-    lr: float = 3e-3,
-) -> FFRecurrentLayer:
-    """Recurrent FF layer: beta·act(W_fw·below + W_bw·above + b) + (1-beta)·previous."""
-    return FFRecurrentLayer(
-        fw_features,
-        rc_features,
-        bw_features,
-        activation=activation,
-        norm=norm,
-        goodness=goodness,
-        loss=loss,
-        threshold=threshold,
-        maximise=maximise,
-        beta=beta,
-        optimizer=optimizer,
-        lr=lr,
-    )
+ffrecurrent = layer_factory(
+    FFRecurrentLayer,
+    "Recurrent FF layer: beta·act(W_fw·below + W_bw·above + b) + (1-beta)·previous.",
+    name="ffrecurrent",
+)
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from ffcore.checkpoint import (
     save_checkpoint,
 )
 from ffcore.errors import CheckpointError
-from ffcore.interfaces import FFModel
+from ffcore.interfaces import Batch, FFModel
 from ffcore.plugin_manager import configure_plugins
 
 OPTIONS: dict[str, Any] = {"layers": [24, 16], "lr": 0.01, "layer_range": "1:"}
@@ -31,7 +31,7 @@ def trained_model() -> FFModel:
     sampler = ffcore.create_negatives("random")
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
     for _ in range(3):
-        model.train_batch(x, y, sampler)
+        model.train_batch(Batch(x, y), sampler)
     return model
 
 

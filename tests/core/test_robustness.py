@@ -18,7 +18,7 @@ import ffcore
 from ffcore.cli.main import cli
 from ffcore.config import FIELDS, build_config, read_config_file
 from ffcore.errors import DataError, DivergenceError, FFLibError, InvalidValueError
-from ffcore.interfaces import DataSplits, GoodnessFunction, Split
+from ffcore.interfaces import Batch, DataSplits, GoodnessFunction, Split
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.training import build_run, train
 from ffplugins.dense import FFDense
@@ -134,7 +134,7 @@ def test_labels_outside_the_classes() -> None:
     model = ffcore.create_model("ffnet", input_shape=(3,), num_classes=3, layers=[4])
     sampler = ffcore.create_negatives("random")
     with pytest.raises(InvalidValueError, match="labels"):
-        model.train_batch(torch.randn(2, 3), torch.tensor([0, 7]), sampler)
+        model.train_batch(Batch(torch.randn(2, 3), torch.tensor([0, 7])), sampler)
 
 
 def test_wrong_input_width_for_layer_and_model() -> None:

@@ -16,6 +16,7 @@ import ffcore
 from ffcore.config import TrainConfig
 from ffcore.devices import denormals_flushed, resolve_device
 from ffcore.errors import InvalidValueError
+from ffcore.interfaces import Batch
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.schedules import lr_factor
 from ffcore.training import build_run, evaluate, train
@@ -91,9 +92,9 @@ def test_no_layer_observer_without_hook_implementations() -> None:
 
     original = run.model.train_batch
 
-    def spy(x: Tensor, y: Tensor, negatives: Any) -> Tensor:
+    def spy(batch: Batch, negatives: Any) -> Tensor:
         seen.append(run.model.observer)
-        return original(x, y, negatives)
+        return original(batch, negatives)
 
     run.model.train_batch = spy  # type: ignore[method-assign]
     train(run)
@@ -145,7 +146,7 @@ def test_probe_that_cannot_read_the_model_fails_early() -> None:
     class NoScores(ffcore.interfaces.FFModel):
         num_classes = 10
 
-        def train_batch(self, x: Tensor, y: Tensor, negatives: Any) -> Tensor:
+        def train_batch(self, batch: Batch, negatives: Any) -> Tensor:
             return torch.zeros(())
 
     probe = ffcore.create_probe("tryall")

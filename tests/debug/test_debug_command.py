@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 import ffcore
 from ffcore.checkpoint import load_checkpoint
 from ffcore.cli.main import cli
+from ffcore.interfaces import Batch
 from ffcore.runs import save_run
 from ffdebug.debug import ff_layers, per_class_mean, trace_checkpoint
 from tests.debug.helpers import close, events, scalars, text, tiny_config, train_tiny
@@ -74,7 +75,7 @@ def test_values_match_a_recomputation_on_the_same_sample(debugged: Debugged) -> 
     order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(0))[:SAMPLES]
     x, y = data.test.x[order], data.test.y[order]
     torch.manual_seed(0)
-    negatives = ffcore.create_negatives("random")(x, y, 10, model)
+    negatives = ffcore.create_negatives("random")(Batch(x, y), model)
     with torch.no_grad():
         acts_pos, acts_neg = model(x, y), model(negatives.x, negatives.y)
     layers = ff_layers(model)

@@ -6,6 +6,7 @@ import torch
 
 import ffcore
 from ffcore.data import iterate_batches
+from ffcore.interfaces import Batch
 from ffplugins.ffnet import FFNet
 
 
@@ -30,7 +31,7 @@ def test_ffnet_learns_digits() -> None:
     losses: list[float] = []
     for _ in range(5):
         for x, y in iterate_batches(splits.train, 64, shuffle=True, generator=generator):
-            losses.append(model.train_batch(x, y, sampler).item())
+            losses.append(model.train_batch(Batch(x, y), sampler).item())
     after = accuracy()
     chance = 1 / splits.num_classes
     assert after > 0.5 > 4 * chance

@@ -13,6 +13,7 @@ import ffcore
 from ffcore.checkpoint import load_checkpoint, save_checkpoint
 from ffcore.config import TrainConfig
 from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.interfaces import Batch, FFModel
 from ffcore.precision import autocast
 from ffcore.training import build_run, train
 from ffplugins.bp import BackpropMLP
@@ -89,12 +90,12 @@ def test_two_phase_and_joint_schedules() -> None:
     model.on_epoch_start(0, 3)
     ff_before = first_weight(model).clone()
     classifier_before = model.classifier.weight.clone()
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     assert not torch.equal(first_weight(model), ff_before)
     assert torch.equal(model.classifier.weight, classifier_before)
     model.on_epoch_start(1, 3)
     ff_before = first_weight(model).clone()
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     assert torch.equal(first_weight(model), ff_before)
     assert not torch.equal(model.classifier.weight, classifier_before)
     joint = make_ffc(schedule="joint")
@@ -103,7 +104,7 @@ def test_two_phase_and_joint_schedules() -> None:
         first_weight(joint).clone(),
         joint.classifier.weight.clone(),
     )
-    joint.train_batch(x, y, sampler)
+    joint.train_batch(Batch(x, y), sampler)
     assert not torch.equal(first_weight(joint), ff_before)
     assert not torch.equal(joint.classifier.weight, classifier_before)
     with pytest.raises(InvalidValueError, match="schedule"):
@@ -120,7 +121,7 @@ def test_joint_schedule_with_ff_epochs_then_trains_the_classifier_alone() -> Non
         phases.append(model.phase)
         ff_before = first_weight(model).clone()
         classifier_before = model.classifier.weight.clone()
-        model.train_batch(x, y, sampler)
+        model.train_batch(Batch(x, y), sampler)
         assert not torch.equal(model.classifier.weight, classifier_before)
         assert torch.equal(first_weight(model), ff_before) == (epoch >= 2)
     assert phases == ["both", "both", "classifier", "classifier"]
@@ -238,15 +239,15 @@ def test_joint_step_shares_one_neutral_pass_with_the_neutral_sampler(
     picked: list[Tensor] = []
     sampler = ffcore.create_negatives("neutral", temperature=0.0)
 
-    def spy(x: Tensor, y: Tensor, num_classes: int, m: torch.nn.Module) -> Any:
-        batch = sampler(x, y, num_classes, m)
-        picked.append(batch.y)
-        return batch
+    def spy(batch: Batch, m: FFModel) -> Any:
+        negative = sampler(batch, m)
+        picked.append(negative.y)
+        return negative
 
     with torch.no_grad():
         expected = model.classifier(before).scatter(1, y.unsqueeze(1), float("-inf")).argmax(1)
     classifier_before = model.classifier.weight.clone()
-    model.train_batch(x, y, spy)  # type: ignore[arg-type]
+    model.train_batch(Batch(x, y), spy)  # type: ignore[arg-type]
     assert len(passes) == 1  # the update came after it: the same features, up to rounding
     assert torch.allclose(passes[0], before, atol=1e-6)
     assert torch.equal(picked[0], expected)
@@ -296,7 +297,7 @@ def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
     sampler = ffcore.create_negatives("random")
     x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))
     model.on_epoch_start(1, 2)
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     path = save_checkpoint(
         tmp_path / "m.pt",
         model,
@@ -328,5 +329,5 @@ def test_ffc_read_out_trains_in_fp32_under_bf16() -> None:
     model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     x, y = torch.randn(8, 1, 4, 4), torch.arange(8) % 3
     with autocast("cpu", "bf16"):
-        model.train_batch(x, y, ffcore.create_negatives("random"))
+        model.train_batch(Batch(x, y), ffcore.create_negatives("random"))
     assert seen == [torch.float32]

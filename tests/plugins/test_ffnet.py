@@ -12,11 +12,12 @@ from torch import Tensor
 import ffcore
 import ffplugins.ffnet as ffnet_module
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import FFLayer, FFModel, LayerStepResult
+from ffcore.interfaces import Batch, FFModel, NegativeBatch
+from ffcore.layers import parse_layer_range
 from ffplugins.dense import FFDense
-from ffplugins.ffnet import FFNet, parse_layer_range
+from ffplugins.ffnet import FFNet
 from ffplugins.negatives import RandomWrongLabel
-from tests.plugins.helpers import record_rows
+from tests.plugins.helpers import StepRecorder, record_drives, record_rows
 
 
 def _small_net(
@@ -30,14 +31,6 @@ def _small_net(
     )
     assert isinstance(model, FFNet)
     return model
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, FFLayer, LayerStepResult]] = []
-
-    def layer_trained(self, index: int, layer: FFLayer, result: LayerStepResult) -> None:
-        self.calls.append((index, layer, result))
 
 
 def test_factory_builds_layers_of_the_right_widths() -> None:
@@ -88,7 +81,7 @@ def test_state_dict_round_trip_keeps_predictions() -> None:
     torch.manual_seed(0)
     source = _small_net()
     source.train_batch(
-        torch.randn(8, 1, 4, 4), torch.arange(8) % 5, ffcore.create_negatives("random")
+        Batch(torch.randn(8, 1, 4, 4), torch.arange(8) % 5), ffcore.create_negatives("random")
     )
     torch.manual_seed(1)
     target = _small_net()
@@ -205,12 +198,12 @@ def test_forward_returns_every_layer_activation() -> None:
 def test_observer_gets_one_call_per_layer_per_batch() -> None:
     torch.manual_seed(0)
     model = _small_net(layers=(32, 16, 8), num_classes=5)
-    recorder = _Recorder()
+    recorder = StepRecorder()
     model.observer = recorder
     sampler = ffcore.create_negatives("inverse")
     x = torch.randn(6, 1, 4, 4)
     y = torch.arange(6) % 5
-    total = model.train_batch(x, y, sampler)
+    total = model.train_batch(Batch(x, y), sampler)
     assert [index for index, _, _ in recorder.calls] == [0, 1, 2]
     assert [layer for _, layer, _ in recorder.calls] == list(model.layers)
     widths = (32, 16, 8)
@@ -222,14 +215,14 @@ def test_observer_gets_one_call_per_layer_per_batch() -> None:
     assert isinstance(expected_total, Tensor)
     torch.testing.assert_close(total, expected_total)
     assert not total.requires_grad
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     assert [index for index, _, _ in recorder.calls] == [0, 1, 2, 0, 1, 2]
 
 
 def test_layers_train_greedily_on_the_output_below() -> None:
     torch.manual_seed(0)
     model = _small_net(layers=(32, 16), num_classes=5)
-    recorder = _Recorder()
+    recorder = StepRecorder()
     model.observer = recorder
     x = torch.randn(6, 1, 4, 4)
     y = torch.arange(6) % 5
@@ -238,7 +231,7 @@ def test_layers_train_greedily_on_the_output_below() -> None:
     with torch.no_grad():
         h0_before = first(model.embed(x, y))
     weights_before = [p.detach().clone() for p in model.parameters()]
-    model.train_batch(x, y, ffcore.create_negatives("random"))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("random"))
     # Layer 0 saw the embedded input; the step result is its pre-update output.
     torch.testing.assert_close(recorder.calls[0][2].h_pos, h0_before)
     # Every parameter moved.
@@ -253,7 +246,7 @@ def test_training_separates_true_from_wrong_labels() -> None:
     y = torch.arange(30) % 3
     sampler = ffcore.create_negatives("random")
     for _ in range(60):
-        model.train_batch(x, y, sampler)
+        model.train_batch(Batch(x, y), sampler)
     per_label = model.goodness_per_label(x)
     true = per_label.gather(1, y.unsqueeze(1)).squeeze(1)
     others = per_label.sum(dim=1) - true
@@ -283,7 +276,7 @@ def test_recompute_feeds_post_update_outputs_to_the_next_layer() -> None:
             lambda module, args, key=name: seen[key].append(args[0].clone())
         )
         torch.manual_seed(1)
-        model.train_batch(torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), RandomWrongLabel())
+        model.train_batch(Batch(torch.randn(4, 6), torch.tensor([0, 1, 2, 0])), RandomWrongLabel())
     first_after = seed_style.layers[0]
     torch.manual_seed(1)
     x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
@@ -299,9 +292,9 @@ def test_recompute_feeds_post_update_outputs_to_the_next_layer() -> None:
 class _CopiedImages(RandomWrongLabel):
     """Random wrong labels on a copy of the images: the network cannot share them."""
 
-    def __call__(self, x: Tensor, y: Tensor, num_classes: int, model: torch.nn.Module) -> Any:
-        negative = super().__call__(x, y, num_classes, model)
-        return type(negative)(x=negative.x.clone(), y=negative.y)
+    def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
+        negative = super().__call__(batch, model)
+        return NegativeBatch(x=negative.x.clone(), y=negative.y)
 
 
 @pytest.mark.parametrize("recompute", [False, True])
@@ -319,9 +312,9 @@ def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> Non
     first._tiled_product = lambda *args: tiled_calls.append(1) or tiled(*args)  # type: ignore
     for step in range(3):
         torch.manual_seed(step)
-        loss_shared = shared.train_batch(x, y, RandomWrongLabel())
+        loss_shared = shared.train_batch(Batch(x, y), RandomWrongLabel())
         torch.manual_seed(step)
-        loss_separate = separate.train_batch(x, y, _CopiedImages())
+        loss_separate = separate.train_batch(Batch(x, y), _CopiedImages())
         torch.testing.assert_close(loss_shared, loss_separate)
     assert len(tiled_calls) == (6 if recompute else 3)  # the shared path really ran
     for after, reference in zip(shared.parameters(), separate.parameters(), strict=True):
@@ -341,20 +334,13 @@ def test_one_image_drive_per_batch_for_sampler_readout_and_step(
     assert isinstance(model, FFNet)
     first = model.layers[0]
     assert isinstance(first, FFDense)
-    drives: list[Tensor] = []
-    image_drive = first.image_drive
-
-    def counted(images: Tensor) -> Tensor:
-        drives.append(image_drive(images))
-        return drives[-1]
-
-    first.image_drive = counted  # type: ignore[method-assign, assignment]
+    drives = record_drives(monkeypatch, first)
     x = torch.randn(8, 1, 4, 4)
     y = torch.arange(8) % 5
     model.on_epoch_start(0, 1)
-    model.train_batch(x, y, ffcore.create_negatives("hard"))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("hard"))
     assert len(drives) == 1  # hard negatives, (FF+C's neutral pass) and the step share it
-    model.train_batch(x, y, ffcore.create_negatives("hard"))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("hard"))
     assert len(drives) == 2  # a new batch after an update: computed afresh
     assert not torch.equal(drives[0], drives[1])
     # Outside training nothing is cached: predictions use the current weights.

@@ -20,12 +20,12 @@ from ffcore.checkpoint import load_checkpoint, save_checkpoint
 from ffcore.cli.main import cli
 from ffcore.config import TrainConfig
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError
-from ffcore.interfaces import FFLayer, FFModel, LabelScorer, LayerStepResult
+from ffcore.interfaces import Batch, FFModel, LabelScorer, LayerStepResult
 from ffcore.precision import autocast
 from ffcore.training import TrainingRun, build_run, train
 from ffplugins.ffrnn import FFRNN, parse_test_frames
 from ffplugins.recurrent import FFRecurrentLayer
-from tests.plugins.helpers import record_rows
+from tests.plugins.helpers import StepRecorder, record_rows
 
 
 def _set_weights(layer: FFRecurrentLayer, fw: list[list[float]], bw: list[list[float]]) -> None:
@@ -55,14 +55,6 @@ def _layers(model: FFRNN) -> list[FFRecurrentLayer]:
         assert isinstance(layer, FFRecurrentLayer)
         found.append(layer)
     return found
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, FFLayer, LayerStepResult]] = []
-
-    def layer_trained(self, index: int, layer: FFLayer, result: LayerStepResult) -> None:
-        self.calls.append((index, layer, result))
 
 
 # --- FFRecurrentLayer -----------------------------------------------------------------
@@ -508,11 +500,11 @@ def test_forward_returns_every_state_at_the_last_test_frame() -> None:
 def test_train_batch_steps_every_layer_every_frame() -> None:
     torch.manual_seed(0)
     model = _small_rnn(layers=(12, 10), num_classes=4, frames=3, test_frames="1:3")
-    recorder = _Recorder()
+    recorder = StepRecorder()
     model.observer = recorder
     x, y = torch.randn(5, 1, 3, 3), torch.arange(5) % 4
     before = [p.detach().clone() for p in model.parameters()]
-    total = model.train_batch(x, y, ffcore.create_negatives("inverse"))
+    total = model.train_batch(Batch(x, y), ffcore.create_negatives("inverse"))
     assert [index for index, _, _ in recorder.calls] == [0, 1] * 3
     layers = list(model.layers)
     assert [layer for _, layer, _ in recorder.calls] == layers * 3
@@ -533,7 +525,7 @@ def test_training_frames_are_synchronous_from_the_bottom_up_start() -> None:
     """With a vanishing learning rate, frame ``f``'s states are the prediction's states."""
     torch.manual_seed(0)
     model = _small_rnn(layers=(12, 10, 8), frames=3, test_frames="1:3", lr=1e-12)
-    recorder = _Recorder()
+    recorder = StepRecorder()
     model.observer = recorder
     x, y = torch.randn(4, 1, 3, 3), torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
@@ -544,7 +536,7 @@ def test_training_frames_are_synchronous_from_the_bottom_up_start() -> None:
         for _ in range(3):
             states = model.frame(bottom, top, states)
             expected.extend(states)
-    model.train_batch(x, y, ffcore.create_negatives("random"))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("random"))
     assert len(recorder.calls) == len(expected) == 9
     for (_, _, result), state in zip(recorder.calls, expected, strict=True):
         torch.testing.assert_close(result.h_pos, state, rtol=1e-5, atol=1e-5)
@@ -555,11 +547,11 @@ def test_hard_negatives_use_goodness_per_label() -> None:
     model = _small_rnn(layers=(12,), num_classes=4, frames=2, test_frames="1:2")
     x, y = torch.randn(6, 1, 3, 3), torch.arange(6) % 4
     sampler = ffcore.create_negatives("hard")
-    negative = sampler(x, y, 4, model)
+    negative = sampler(Batch(x, y), model)
     assert not bool((negative.y == y).any())
     scores = model.goodness_per_label(x).scatter(1, y.unsqueeze(1), float("-inf"))
     assert torch.equal(negative.y, scores.argmax(dim=1))
-    assert model.train_batch(x, y, sampler).isfinite()
+    assert model.train_batch(Batch(x, y), sampler).isfinite()
 
 
 def test_ffrnn_learns_digits_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -633,7 +625,7 @@ def test_checkpoint_round_trip_keeps_scores(tmp_path: Path) -> None:
     model = ffcore.create_model("ffrnn", input_shape=(1, 3, 3), num_classes=4, **options)
     assert isinstance(model, FFRNN)
     x, y = torch.randn(8, 1, 3, 3), torch.arange(8) % 4
-    model.train_batch(x, y, ffcore.create_negatives("random"))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("random"))
     path = save_checkpoint(
         tmp_path / "rnn.pt",
         model,

@@ -5,31 +5,38 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import ffcore
 from ffcore.errors import FFLibError
-from ffcore.interfaces import NegativeSampler
+from ffcore.interfaces import Batch, FFModel, NegativeSampler, inputs_of
 from ffplugins.ffc import FFC
 from ffplugins.ffnet import FFNet
 
 
-class _TableScorer(nn.Module):
-    """A LabelScorer whose goodness per label is the input itself (B, num_classes)."""
+class _Labels(FFModel):
+    """A model of ``num_classes`` labels that nothing trains: what samplers read."""
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
 
-    def goodness_per_label(self, x: Tensor) -> Tensor:
-        return x
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        raise NotImplementedError
 
 
-class _TableClassifier(nn.Module):
+class _TableScorer(_Labels):
+    """A LabelScorer whose goodness per label is the input itself (B, num_classes)."""
+
+    def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
+        return inputs_of(x)
+
+
+class _TableClassifier(_Labels):
     """A Classifier whose logits are the input itself (B, num_classes)."""
 
-    def logits(self, x: Tensor) -> Tensor:
-        return x
+    def logits(self, x: Tensor | Batch) -> Tensor:
+        return inputs_of(x)
 
 
 def test_registered_names() -> None:
@@ -44,7 +51,7 @@ def test_random_never_returns_the_true_label(num_classes: int) -> None:
     sampler = ffcore.create_negatives("random")
     y = torch.arange(4000) % num_classes
     x = torch.randn(4000, 3)
-    batch = sampler(x, y, num_classes, nn.Identity())
+    batch = sampler(Batch(x, y), _Labels(num_classes))
     assert batch.y.shape == y.shape
     assert batch.y.dtype == torch.long
     assert (batch.y != y).all()
@@ -55,7 +62,7 @@ def test_random_never_returns_the_true_label(num_classes: int) -> None:
 def test_random_with_two_classes_is_the_other_label() -> None:
     sampler = ffcore.create_negatives("random")
     y = torch.tensor([0, 1, 1, 0, 1])
-    assert sampler(torch.zeros(5, 2), y, 2, nn.Identity()).y.tolist() == [1, 0, 0, 1, 0]
+    assert sampler(Batch(torch.zeros(5, 2), y), _Labels(2)).y.tolist() == [1, 0, 0, 1, 0]
 
 
 def test_random_is_roughly_uniform_over_wrong_labels() -> None:
@@ -65,7 +72,7 @@ def test_random_is_roughly_uniform_over_wrong_labels() -> None:
     for true_label in (0, 3):
         y = torch.full((draws,), true_label, dtype=torch.long)
         counts = torch.bincount(
-            sampler(torch.zeros(draws, 1), y, num_classes, nn.Identity()).y, minlength=num_classes
+            sampler(Batch(torch.zeros(draws, 1), y), _Labels(num_classes)).y, minlength=num_classes
         )
         assert counts[true_label] == 0
         expected = draws / (num_classes - 1)  # 10,000; std ≈ 87
@@ -79,7 +86,7 @@ def test_inverse_returns_every_wrong_label_sample_major(num_classes: int) -> Non
     sampler = ffcore.create_negatives("inverse")
     y = torch.tensor([0, num_classes - 1, 1 % num_classes])
     x = torch.arange(3 * 2, dtype=torch.float32).reshape(3, 2)
-    batch = sampler(x, y, num_classes, nn.Identity())
+    batch = sampler(Batch(x, y), _Labels(num_classes))
     per = num_classes - 1
     assert batch.y.shape == (3 * per,)
     assert batch.x.shape == (3 * per, 2)
@@ -102,7 +109,7 @@ def test_hard_picks_highest_scoring_wrong_label() -> None:
         ]
     )
     y = torch.tensor([0, 1, 0, 2])
-    batch = sampler(scores, y, 4, _TableScorer(4))
+    batch = sampler(Batch(scores, y), _TableScorer(4))
     assert batch.y.tolist() == [1, 2, 3, 1]
     assert torch.equal(batch.x, scores)
 
@@ -112,7 +119,7 @@ def test_hard_never_returns_the_true_label() -> None:
     sampler = ffcore.create_negatives("hard")
     scores = torch.randn(500, 7)
     y = scores.argmax(dim=1)  # the true label always scores highest
-    batch = sampler(scores, y, 7, _TableScorer(7))
+    batch = sampler(Batch(scores, y), _TableScorer(7))
     assert (batch.y != y).all()
     expected = scores.scatter(1, y.unsqueeze(1), float("-inf")).argmax(dim=1)
     assert torch.equal(batch.y, expected)
@@ -125,7 +132,7 @@ def test_hard_with_temperature_samples_wrong_labels_only() -> None:
     # True label 0 scores far highest; wrong labels 1..3 score 2, 1, 0.
     scores = torch.tensor([10.0, 2.0, 1.0, 0.0]).repeat(draws, 1)
     y = torch.zeros(draws, dtype=torch.long)
-    picked = sampler(scores, y, 4, _TableScorer(4)).y
+    picked = sampler(Batch(scores, y), _TableScorer(4)).y
     assert (picked != 0).all()
     counts = torch.bincount(picked, minlength=4).float() / draws
     # softmax over the wrong labels' scores (2, 1, 0)
@@ -139,7 +146,7 @@ def test_hard_with_high_temperature_covers_every_wrong_label() -> None:
     sampler = ffcore.create_negatives("hard", temperature=100.0)
     scores = torch.randn(3000, 5)
     y = torch.randint(0, 5, (3000,))
-    picked = sampler(scores, y, 5, _TableScorer(5)).y
+    picked = sampler(Batch(scores, y), _TableScorer(5)).y
     assert (picked != y).all()
     assert set(picked.tolist()) == {0, 1, 2, 3, 4}
 
@@ -147,7 +154,7 @@ def test_hard_with_high_temperature_covers_every_wrong_label() -> None:
 def test_hard_needs_a_label_scorer() -> None:
     sampler = ffcore.create_negatives("hard")
     with pytest.raises(FFLibError, match="hard"):
-        sampler(torch.zeros(2, 3), torch.tensor([0, 1]), 3, nn.Linear(3, 3))
+        sampler(Batch(torch.zeros(2, 3), torch.tensor([0, 1])), _Labels(3))
 
 
 def test_hard_works_with_an_ffnet() -> None:
@@ -156,11 +163,11 @@ def test_hard_works_with_an_ffnet() -> None:
     assert isinstance(model, FFNet)
     x = torch.randn(10, 6)
     y = torch.arange(10) % 4
-    batch = ffcore.create_negatives("hard")(x, y, 4, model)
+    batch = ffcore.create_negatives("hard")(Batch(x, y), model)
     expected = model.goodness_per_label(x).scatter(1, y.unsqueeze(1), float("-inf")).argmax(1)
     assert torch.equal(batch.y, expected)
     assert (batch.y != y).all()
-    loss = model.train_batch(x, y, ffcore.create_negatives("hard"))
+    loss = model.train_batch(Batch(x, y), ffcore.create_negatives("hard"))
     assert torch.isfinite(loss)
 
 
@@ -170,7 +177,7 @@ def test_neutral_draws_wrong_labels_in_proportion_to_the_read_out() -> None:
     draws = 6000
     logits = torch.tensor([10.0, 2.0, 1.0, 0.0]).repeat(draws, 1)
     y = torch.zeros(draws, dtype=torch.long)
-    batch = sampler(logits, y, 4, _TableClassifier())
+    batch = sampler(Batch(logits, y), _TableClassifier(4))
     assert (batch.y != 0).all()
     assert torch.equal(batch.x, logits)
     counts = torch.bincount(batch.y, minlength=4).float() / draws
@@ -181,7 +188,7 @@ def test_neutral_draws_wrong_labels_in_proportion_to_the_read_out() -> None:
 def test_neutral_with_zero_temperature_takes_the_most_probable_wrong_label() -> None:
     sampler = ffcore.create_negatives("neutral", temperature=0.0)
     logits = torch.tensor([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
-    batch = sampler(logits, torch.tensor([1, 2]), 3, _TableClassifier())
+    batch = sampler(Batch(logits, torch.tensor([1, 2])), _TableClassifier(3))
     assert batch.y.tolist() == [2, 0]
 
 
@@ -195,7 +202,7 @@ def test_neutral_needs_a_classifier_read_out() -> None:
     model = ffcore.create_model("ffnet", input_shape=(6,), num_classes=4, layers=[16])
     sampler = ffcore.create_negatives("neutral")
     with pytest.raises(FFLibError, match=r"neutral.*--model ffc"):
-        sampler(torch.zeros(2, 6), torch.tensor([0, 1]), 4, model)
+        sampler(Batch(torch.zeros(2, 6), torch.tensor([0, 1])), model)
 
 
 def test_neutral_uses_the_ffc_classifier_on_the_neutral_pass() -> None:
@@ -208,8 +215,8 @@ def test_neutral_uses_the_ffc_classifier_on_the_neutral_pass() -> None:
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0]))  # always predicts 3
     sampler = ffcore.create_negatives("neutral")
-    batch = sampler(x, y, 4, model)
+    batch = sampler(Batch(x, y), model)
     assert (batch.y[y != 3] == 3).all()  # the read-out's confident wrong guess
     assert (batch.y != y).all()
-    loss = model.train_batch(x, y, sampler)
+    loss = model.train_batch(Batch(x, y), sampler)
     assert torch.isfinite(loss)

@@ -9,9 +9,9 @@ from torch import Tensor, nn
 import ffcore
 from ffcore.errors import FFLibError
 from ffcore.interfaces import Probe
+from ffcore.layers import images_per_block
 from ffplugins.dense import FFDense
 from ffplugins.ffnet import FFNet
-from ffplugins.tryall import images_per_block
 
 
 class _TableScorer(nn.Module):

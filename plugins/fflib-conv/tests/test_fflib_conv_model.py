@@ -11,7 +11,7 @@ import pytest
 import torch
 from ffcore.config import TrainConfig
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import Classifier, LabelScorer, LayerStepResult, Split
+from ffcore.interfaces import Batch, Classifier, LabelScorer, LayerStepResult, Split
 from ffcore.interfaces.layer import FFLayer
 from ffcore.training import build_run, evaluate, train
 from torch import Tensor
@@ -78,7 +78,7 @@ def test_goodness_per_label_matches_each_label_alone() -> None:
     sampler = ffcore.create_negatives("random")
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 5, (16,))
     for _ in range(3):
-        model.train_batch(x, y, sampler)
+        model.train_batch(Batch(x, y), sampler)
     x = torch.randn(7, 1, 8, 8)
     scores = model.goodness_per_label(x)
     for label in range(5):
@@ -104,7 +104,7 @@ def test_training_reports_each_layer_and_keeps_inputs_detached() -> None:
 
     model.observer = Recorder()
     x = torch.randn(6, 1, 8, 8, requires_grad=True)
-    loss = model.train_batch(x, torch.randint(0, 5, (6,)), ffcore.create_negatives("random"))
+    loss = model.train_batch(Batch(x, torch.randint(0, 5, (6,))), ffcore.create_negatives("random"))
     assert loss.shape == () and loss.grad_fn is None
     assert x.grad is None
     assert [index for index, _ in steps] == [0, 1, 2]
@@ -120,12 +120,12 @@ def test_schedules() -> None:
     model.on_epoch_start(0, 3)
     head = model.classifier.weight.clone()
     conv = first.conv.weight.clone()
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     assert torch.equal(model.classifier.weight, head)  # phase 1: FF layers only
     assert not torch.equal(first.conv.weight, conv)
     model.on_epoch_start(1, 3)
     conv = first.conv.weight.clone()
-    model.train_batch(x, y, sampler)
+    model.train_batch(Batch(x, y), sampler)
     assert not torch.equal(model.classifier.weight, head)  # phase 2: the head only
     assert torch.equal(first.conv.weight, conv)
     joint = make()

@@ -19,7 +19,7 @@ from ffcore.checkpoint import load_checkpoint, save_checkpoint
 from ffcore.cli.main import cli
 from ffcore.config import TrainConfig
 from ffcore.errors import CheckpointError
-from ffcore.interfaces import FFLayer
+from ffcore.interfaces import Batch, FFLayer
 from ffcore.plugin_manager import configure_plugins, get_plugin_manager
 from ffcore.runs import resume_run, save_run
 from ffcore.training import TrainingRun, build_run, train
@@ -97,7 +97,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     model = ffcore.create_model("ffcnn", input_shape=(1, 8, 8), num_classes=10, **options)
     sampler = ffcore.create_negatives("random")
     for _ in range(3):
-        model.train_batch(torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)), sampler)
+        model.train_batch(Batch(torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))), sampler)
     path = save_checkpoint(
         tmp_path / "m.pt",
         model,

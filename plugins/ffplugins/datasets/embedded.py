@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from ffcore.data import make_splits, standardize
-from ffcore.errors import InvalidValueError
 from ffcore.interfaces import DataSplits
+from ffcore.validate import integer, number
 from ffplugins.datasets.idx import read_idx
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -43,10 +43,8 @@ def xor(
     seed: int = 0,
 ) -> DataSplits:
     """Two noisy inputs near {-1, +1}; the label is their XOR (needs a hidden layer)."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 10:
-        raise InvalidValueError("samples", samples, "an integer of at least 10")
-    if not noise >= 0:
-        raise InvalidValueError("noise", noise, "a non-negative number")
+    integer("samples", samples, minimum=10, expected="an integer of at least 10")
+    number("noise", noise, low=0, expected="a non-negative number")
     generator = torch.Generator().manual_seed(seed + 7)
     bits = torch.randint(0, 2, (samples, 2), generator=generator)
     x = bits.float() * 2 - 1 + noise * torch.randn(samples, 2, generator=generator)

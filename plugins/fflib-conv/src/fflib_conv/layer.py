@@ -10,34 +10,26 @@ divergence checks) is :class:`ffcore.interfaces.FFLayer`'s shared ``train_step``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from ffcore import create_goodness, create_loss
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import FFLayer, FFLoss, GoodnessFunction, resolve_threshold
-from ffcore.optim import make_optimizer
+from ffcore.interfaces import FFLayer, GoodnessFunction, Objective, ObjectiveOptions
+from ffcore.layers import ACTIVATIONS, NORMS, choice, layer_factory, positive_int
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "leaky-relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "identity": nn.Identity,
-}
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: Activations that commute with max-pooling (monotonic), so the layer pools first and
 #: activates the 4x smaller result; the others (``gelu``) are pooled after activating.
 MONOTONIC = frozenset({"relu", "leaky-relu", "tanh", "sigmoid", "identity"})
 
-#: Input normalisations, as FFDense's: ``rms`` divides by the root mean square, ``l2`` by
-#: the Euclidean length, ``none`` leaves the input as it is.
-NORMS = ("rms", "l2", "none")
-#: What one normalisation covers: ``channels`` (each spatial position's channel vector,
-#: the FF rule for convolutions) or ``sample`` (all channels and positions of a sample).
+#: What one normalisation (:data:`ffcore.layers.NORMS`) covers: ``channels`` (each
+#: spatial position's channel vector, the FF rule for convolutions) or ``sample`` (all
+#: channels and positions of a sample).
 NORM_OVER = ("channels", "sample")
 #: How per-position goodness becomes one number per sample.
 REDUCTIONS = ("mean", "sum")
@@ -54,20 +46,6 @@ def conv_output_size(
     return (height, width) if height >= 1 and width >= 1 else None
 
 
-def positive_int(field: str, value: object) -> int:
-    """``value`` if it is a positive integer, else an :class:`InvalidValueError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidValueError(field, value, "a positive integer")
-    return value
-
-
-def check_choice(field: str, value: object, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else an :class:`InvalidValueError`."""
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidValueError(field, value, f"one of {', '.join(choices)}")
-    return value
-
-
 class PositionGoodness(GoodnessFunction):
     """A goodness function applied to each position's channel vector, then reduced.
 
@@ -77,7 +55,7 @@ class PositionGoodness(GoodnessFunction):
 
     def __init__(self, inner: GoodnessFunction, reduce: str = "mean") -> None:
         self.inner = inner
-        self.reduce = check_choice("goodness_reduce", reduce, REDUCTIONS)
+        self.reduce = choice("goodness_reduce", reduce, REDUCTIONS)
 
     def __call__(self, h: Tensor) -> Tensor:
         batch, channels = h.shape[0], h.shape[1]
@@ -108,18 +86,13 @@ class FFConv2d(FFLayer):
             ``identity``.
         norm: ``rms`` (default), ``l2`` or ``none``.
         norm_over: ``channels`` (default) or ``sample``.
-        goodness: a registered goodness name or a :class:`GoodnessFunction`, applied per
-            position.
-        goodness_reduce: ``mean`` (default) or ``sum`` over the output positions.
-        loss: a registered loss name or an :class:`FFLoss`.
-        threshold: the goodness threshold; ``None`` takes the goodness' default for
-            ``out_channels`` units (``sum-squares``: ``out_channels``), times the number of
-            output positions when they are summed.
+        goodness_reduce: ``mean`` (default) or ``sum`` of the goodness over the output
+            positions.
         input_size: ``(H, W)`` of the input; needed for the default threshold of summed
             goodness, and checked on every input when given.
-        maximise: ``True`` pushes positive goodness up, ``False`` down.
-        optimizer: ``adam`` (default), ``adamw``, ``sgd`` or ``rmsprop``.
-        lr: the optimizer's learning rate.
+        objective: :class:`~ffcore.interfaces.Objective` (or its fields one by one); its
+            goodness applies per position, and its default threshold (the goodness' own
+            for ``out_channels`` units) is multiplied by the output positions when summed.
     """
 
     def __init__(
@@ -134,43 +107,25 @@ class FFConv2d(FFLayer):
         activation: str = "relu",
         norm: str = "rms",
         norm_over: str = "channels",
-        goodness: str | GoodnessFunction = "sum-squares",
         goodness_reduce: str = "mean",
-        loss: str | FFLoss = "softplus-threshold",
-        threshold: float | None = None,
         input_size: Sequence[int] | None = None,
-        maximise: bool = True,
-        optimizer: str = "adam",
-        lr: float = 3e-3,
         eps: float = 1e-8,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        objective: Objective | None = None,
+        **options: Unpack[ObjectiveOptions],
     ) -> None:
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
         self.out_channels = positive_int("out_channels", out_channels)
         self.kernel_size = positive_int("kernel_size", kernel_size)
-        self.padding = check_choice("padding", padding, PADDINGS)
+        self.padding = choice("padding", padding, PADDINGS)
         self.pool_size = positive_int("pool", pool)
-        self.activation_name = check_choice("activation", activation, tuple(ACTIVATIONS))
-        self.norm = check_choice("norm", norm, NORMS)
-        self.norm_over = check_choice("norm_over", norm_over, NORM_OVER)
-        self.goodness_reduce = check_choice("goodness_reduce", goodness_reduce, REDUCTIONS)
-        self.input_size: tuple[int, int] | None = None
-        if input_size is not None:
-            if not isinstance(input_size, Sequence) or len(input_size) != 2:
-                raise InvalidValueError("input_size", input_size, "(height, width)")
-            self.input_size = (
-                positive_int("input_size", input_size[0]),
-                positive_int("input_size", input_size[1]),
-            )
-            if self.output_size(self.input_size) is None:
-                raise InvalidValueError(
-                    "input_size",
-                    list(input_size),
-                    f"at least {self.kernel_size} pixels a side for kernel {self.kernel_size}, "
-                    f"padding {self.padding}, pool {self.pool_size}",
-                )
+        self.activation_name = choice("activation", activation, ACTIVATIONS)
+        self.norm = choice("norm", norm, NORMS)
+        self.norm_over = choice("norm_over", norm_over, NORM_OVER)
+        self.goodness_reduce = choice("goodness_reduce", goodness_reduce, REDUCTIONS)
+        self.input_size = None if input_size is None else self._check_size(input_size)
         self.conv = nn.Conv2d(
             in_channels,
             out_channels,
@@ -183,25 +138,42 @@ class FFConv2d(FFLayer):
         self.act = ACTIVATIONS[activation]()
         self.pool: nn.Module = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
         self.eps = eps
-        inner = create_goodness(goodness) if isinstance(goodness, str) else goodness
-        self.goodness_fn = PositionGoodness(inner, goodness_reduce)
-        self.loss_fn = create_loss(loss) if isinstance(loss, str) else loss
-        default_threshold = self.goodness_fn.default_threshold(out_channels)
-        if goodness_reduce == "sum":
-            if self.input_size is None:
-                if threshold is None:
-                    raise InvalidValueError(
-                        "input_size",
-                        None,
-                        "(height, width) when goodness_reduce is 'sum' and no threshold is given",
-                    )
-            else:
-                out_size = self.output_size(self.input_size)
-                assert out_size is not None
-                default_threshold *= out_size[0] * out_size[1]
-        self.threshold = resolve_threshold(threshold, default_threshold)
-        self.maximise = maximise
-        self.optimizer = make_optimizer(optimizer, self.parameters(), lr)
+        objective = Objective.of(objective, **options)
+        positions = 1  # the default threshold covers each summed position's goodness
+        if goodness_reduce == "sum" and self.input_size is not None:
+            out_size = self.output_size(self.input_size)
+            assert out_size is not None
+            positions = out_size[0] * out_size[1]
+        elif goodness_reduce == "sum" and objective.threshold is None:
+            raise InvalidValueError(
+                "input_size",
+                None,
+                "(height, width) when goodness_reduce is 'sum' and no threshold is given",
+            )
+        inner = objective.goodness_function()
+        self.set_objective(
+            objective,
+            out_channels,
+            goodness=PositionGoodness(inner, goodness_reduce),
+            threshold_scale=positions,
+        )
+
+    def _check_size(self, input_size: Sequence[int]) -> tuple[int, int]:
+        """``input_size`` as ``(H, W)`` if the layer's output is not empty at that size."""
+        if not isinstance(input_size, Sequence) or len(input_size) != 2:
+            raise InvalidValueError("input_size", input_size, "(height, width)")
+        size = (
+            positive_int("input_size", input_size[0]),
+            positive_int("input_size", input_size[1]),
+        )
+        if self.output_size(size) is None:
+            raise InvalidValueError(
+                "input_size",
+                list(input_size),
+                f"at least {self.kernel_size} pixels a side for kernel {self.kernel_size}, "
+                f"padding {self.padding}, pool {self.pool_size}",
+            )
+        return size
 
     # --- shapes -----------------------------------------------------------------------
 
@@ -335,43 +307,7 @@ class FFConv2d(FFLayer):
         )
 
 
-def ffconv2d(
-    in_channels: int,
-    out_channels: int,
-    *,
-    kernel_size: int = 3,
-    padding: str = "same",
-    pool: int = 1,
-    bias: bool = True,
-    activation: str = "relu",
-    norm: str = "rms",
-    norm_over: str = "channels",
-    goodness: str = "sum-squares",
-    goodness_reduce: str = "mean",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    input_size: Sequence[int] | None = None,
-    maximise: bool = True,
-    optimizer: str = "adam",
-    lr: float = 3e-3,
-) -> FFConv2d:
-    """2-D convolutional FF layer: act(conv(x/‖x‖)), per-position goodness, optional max-pool."""
-    return FFConv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        padding=padding,
-        pool=pool,
-        bias=bias,
-        activation=activation,
-        norm=norm,
-        norm_over=norm_over,
-        goodness=goodness,
-        goodness_reduce=goodness_reduce,
-        loss=loss,
-        threshold=threshold,
-        input_size=input_size,
-        maximise=maximise,
-        optimizer=optimizer,
-        lr=lr,
-    )
+ffconv2d = layer_factory(
+    FFConv2d,
+    "2-D convolutional FF layer: act(conv(x/‖x‖)), per-position goodness, optional max-pool.",
+)

@@ -16,71 +16,45 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ffcore import create_layer
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import FFLayer, FFModel, NegativeSampler
+from ffcore.interfaces import Batch, FFLayer, FFModel, NegativeSampler, inputs_of
+from ffcore.layers import (
+    boolean,
+    build_layer,
+    choice,
+    int_list,
+    non_negative_int,
+    parse_layer_range,
+    positive_int,
+    positive_number,
+)
 from ffcore.optim import check_lr, make_optimizer
 from torch import Tensor, nn
 
-from fflib_conv.layer import PADDINGS, FFConv2d, check_choice, conv_output_size, positive_int
+from fflib_conv.layer import NORM_OVER, PADDINGS, FFConv2d, conv_output_size, ffconv2d
 
 SCHEDULES = ("joint", "two-phase")
 
 
-def parse_layer_range(value: Sequence[int] | str | None, num_layers: int) -> tuple[int, int]:
-    """``[start, stop)`` of the layers whose goodness predicts (Python slice rules).
-
-    ``None`` (every layer), ``[start, stop]`` or ``"start:stop"`` with either end optional.
-    """
-    expected = "'start:stop' or [start, stop] (Python slice rules)"
-    parts: list[int | None]
-    if value is None:
-        return 0, num_layers
-    if isinstance(value, str):
-        start_text, sep, stop_text = value.partition(":")
-        try:
-            if not sep:
-                raise ValueError(value)
-            parts = [int(t) if t.strip() else None for t in (start_text, stop_text)]
-        except ValueError:
-            raise InvalidValueError("layer_range", value, expected) from None
-    else:
-        items: list[object] = list(value) if isinstance(value, Sequence) else []
-        if len(items) != 2 or any(
-            p is not None and (isinstance(p, bool) or not isinstance(p, int)) for p in items
-        ):
-            raise InvalidValueError("layer_range", value, expected)
-        parts = [p if isinstance(p, int) else None for p in items]
-    start, stop, _ = slice(parts[0], parts[1]).indices(num_layers)
-    if start >= stop:
-        raise InvalidValueError(
-            "layer_range", value, f"a non-empty range of the {num_layers} layers"
-        )
-    return start, stop
-
-
 def per_layer(field: str, value: int | Sequence[int], count: int) -> list[int]:
     """One positive integer per conv layer, from a single value or a list of ``count``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [positive_int(field, value)] * count
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == count:
-        return [positive_int(field, v) for v in value]
-    raise InvalidValueError(
-        field, value, f"a positive integer or a list of {count} (one per conv layer)"
-    )
+    expected = f"a positive integer or a list of {count} (one per conv layer)"
+    if isinstance(value, int):
+        return [positive_int(field, value, expected)] * count
+    values = int_list(field, value, expected=expected)
+    if len(values) != count:
+        raise InvalidValueError(field, value, expected)
+    return values
 
 
 def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """``(C, H, W)`` from a data set's input shape (``(H, W)`` means one channel)."""
-    shape = tuple(input_shape)
+    expected = "an image shape (C, H, W) or (H, W) for ffcnn"
+    shape = int_list("input_shape", list(input_shape), expected=expected)
     if len(shape) == 2:
-        shape = (1, *shape)
-    if len(shape) != 3 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
-    ):
-        raise InvalidValueError(
-            "input_shape", list(input_shape), "an image shape (C, H, W) or (H, W) for ffcnn"
-        )
+        shape = [1, *shape]
+    if len(shape) != 3:
+        raise InvalidValueError("input_shape", list(input_shape), expected)
     return shape[0], shape[1], shape[2]
 
 
@@ -131,25 +105,17 @@ class FFCNN(FFModel):
                 f"a first conv layer with {self.input_shape[0] + num_classes} input channels "
                 "(image channels + one per label)",
             )
-        if (
-            isinstance(label_scale, bool)
-            or not isinstance(label_scale, int | float)
-            or not 0 < label_scale < float("inf")
-        ):
-            raise InvalidValueError("label_scale", label_scale, "a positive finite number")
-        self.label_scale = float(label_scale)
-        if not isinstance(dense_label, bool):
-            raise InvalidValueError("dense_label", dense_label, "true or false")
-        self.dense_label = dense_label
+        self.label_scale = positive_number("label_scale", label_scale)
+        self.dense_label = boolean("dense_label", dense_label)
         self.layers = nn.ModuleList([*convs, *dense])
         self.num_conv = len(convs)
         self.layer_range = parse_layer_range(layer_range, len(self.layers))
-        self.schedule = check_choice("schedule", schedule, SCHEDULES)
-        if ff_epochs is not None and (
-            isinstance(ff_epochs, bool) or not isinstance(ff_epochs, int) or ff_epochs < 0
-        ):
-            raise InvalidValueError("ff_epochs", ff_epochs, "a non-negative integer or None")
-        self.ff_epochs = ff_epochs
+        self.schedule = choice("schedule", schedule, SCHEDULES)
+        self.ff_epochs = (
+            None
+            if ff_epochs is None
+            else non_negative_int("ff_epochs", ff_epochs, "a non-negative integer or None")
+        )
         with torch.no_grad():
             feature_count = self.features(torch.zeros(1, *self.input_shape)).shape[1]
         self.classifier = nn.Linear(feature_count, num_classes)
@@ -233,33 +199,30 @@ class FFCNN(FFModel):
         ff_epochs = self.ff_epochs if self.ff_epochs is not None else max(1, epochs // 2)
         self.phase = "ff" if epoch < ff_epochs else "classifier"
 
-    def train_ff(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
+    def train_ff(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
         """One greedy FF step of every layer; the summed layer losses."""
-        negative = negatives(x, y, self.num_classes, self)
-        image = self.image(x)
-        code_pos = self.label_code(y, image.dtype)
+        negative = negatives(batch, self)
+        image = self.image(batch.x)
+        code_pos = self.label_code(batch.y, image.dtype)
         code_neg = self.label_code(negative.y, image.dtype)
         h_pos = self.with_code(image, code_pos)
         h_neg = self.with_code(self.image(negative.x), code_neg)
-        total = torch.zeros((), device=x.device)
-        observer = self.observer
+        total = torch.zeros((), device=image.device)
         for index, layer in enumerate(self.layers):
             assert isinstance(layer, FFLayer)
             result = layer.train_step(
                 self.layer_input(index, h_pos, code_pos), self.layer_input(index, h_neg, code_neg)
             )
-            if observer is not None:
-                observer.layer_trained(index, layer, result)
             total = total + result.loss
             h_pos, h_neg = result.h_pos, result.h_neg
         return total
 
-    def train_batch(self, x: Tensor, y: Tensor, negatives: NegativeSampler) -> Tensor:
-        total = torch.zeros((), device=x.device)
+    def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        total = torch.zeros((), device=batch.x.device)
         if self.phase in ("ff", "both"):
-            total = total + self.train_ff(x, y, negatives)
+            total = total + self.train_ff(batch, negatives)
         if self.phase in ("classifier", "both"):
-            loss = F.cross_entropy(self.logits(x), y)
+            loss = F.cross_entropy(self.logits(batch.x), batch.y)
             self.classifier_optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             self.classifier_optimizer.step()
@@ -310,9 +273,9 @@ class FFCNN(FFModel):
         return max(1, budget // max(1, widest * self.num_classes))
 
     @torch.no_grad()
-    def goodness_per_label(self, x: Tensor) -> Tensor:
+    def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """``(B, num_classes)``: the signed goodness of ``x`` paired with every label."""
-        image = self.image(x)
+        image = self.image(inputs_of(x))
         start, stop = self.layer_range
         first = self.layers[0]
         assert isinstance(first, FFConv2d)
@@ -343,9 +306,9 @@ class FFCNN(FFModel):
             activations.append(h.reshape(h.shape[0], -1))
         return torch.cat(activations, dim=1)
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor | Batch) -> Tensor:
         """Class scores from the classifier head, shape ``(B, num_classes)``."""
-        logits: Tensor = self.classifier(self.features(x))
+        logits: Tensor = self.classifier(self.features(inputs_of(x)))
         return logits
 
     def extra_summary(self) -> dict[str, Any]:
@@ -365,61 +328,42 @@ def ffcnn(
     kernel_size: int | Sequence[int] = 3,
     padding: str = "same",
     pool: int | Sequence[int] = 2,
-    dense: Sequence[int] = (100,),
-    dense_layer: str = "ffdense",
-    activation: str = "relu",
-    norm: str = "rms",
     norm_over: str = "channels",
     input_norm_over: str = "sample",
-    goodness: str = "sum-squares",
     goodness_reduce: str = "mean",
-    loss: str = "softplus-threshold",
-    threshold: float | None = None,
-    maximise: bool = True,
-    optimizer: str = "adam",
-    lr: float = 3e-3,
+    dense: Sequence[int] = (100,),
+    dense_layer: str = "ffdense",
     dense_lr: float = 1e-3,
+    optimizer: str = "adam",
     layer_range: Sequence[int] | str | None = None,
     label_scale: float = 1.0,
     dense_label: bool = True,
     classifier_lr: float = 1e-3,
     schedule: str = "joint",
     ff_epochs: int | None = None,
+    **layer_options: Any,
 ) -> FFCNN:
-    """FF conv layers (then FF dense layers), label as one-hot input channels, TryAll."""
+    """FF conv layers (then FF dense layers), label as one-hot input channels, TryAll.
+
+    ``optimizer`` serves every layer and the classifier; the dense layers learn at
+    ``dense_lr``; every other option (``activation``, ``goodness``, ``lr``...) goes to
+    each layer.
+    """
     channels, height, width = image_shape(input_shape)
-    if (
-        isinstance(layers, str)
-        or not isinstance(layers, Sequence)
-        or not layers
-        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in layers)
-    ):
-        raise InvalidValueError("layers", layers, "a non-empty list of positive channel counts")
-    if isinstance(dense, str) or not isinstance(dense, Sequence):
-        raise InvalidValueError("dense", dense, "a list of positive widths (may be empty)")
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in dense):
-        raise InvalidValueError("dense", dense, "a list of positive widths (may be empty)")
-    kernels = per_layer("kernel_size", kernel_size, len(layers))
-    pools = per_layer("pool", pool, len(layers))
-    check_choice("input_norm_over", input_norm_over, ("channels", "sample"))
+    widths = int_list("layers", layers, expected="a non-empty list of positive channel counts")
+    expected = "a list of positive widths (may be empty)"
+    dense = int_list("dense", dense, allow_empty=True, expected=expected)
+    kernels = per_layer("kernel_size", kernel_size, len(widths))
+    pools = per_layer("pool", pool, len(widths))
+    choice("padding", padding, PADDINGS)
+    choice("input_norm_over", input_norm_over, NORM_OVER)
     check_lr(dense_lr, "dense_lr")
-    shared: dict[str, Any] = {
-        "activation": activation,
-        "norm": norm,
-        "goodness": goodness,
-        "loss": loss,
-        "threshold": threshold,
-        "maximise": maximise,
-        "optimizer": optimizer,
-        "lr": lr,
-    }
+    layer_options["optimizer"] = optimizer
     convs: list[FFConv2d] = []
-    in_channels = channels + num_classes
-    size = (height, width)
+    in_channels, size = channels + num_classes, (height, width)
     for index, (out_channels, kernel, window) in enumerate(
-        zip(layers, kernels, pools, strict=True)
+        zip(widths, kernels, pools, strict=True)
     ):
-        check_choice("padding", padding, PADDINGS)
         out_size = conv_output_size(size, kernel, padding, window)
         if out_size is None:
             raise InvalidValueError(
@@ -430,16 +374,16 @@ def ffcnn(
                 "or padding 'same')",
             )
         convs.append(
-            FFConv2d(
+            ffconv2d(
                 in_channels,
                 out_channels,
-                kernel,
+                kernel_size=kernel,
                 padding=padding,
                 pool=window,
                 norm_over=input_norm_over if index == 0 else norm_over,
                 goodness_reduce=goodness_reduce,
                 input_size=size,
-                **shared,
+                **layer_options,
             )
         )
         in_channels, size = out_channels, out_size
@@ -447,11 +391,11 @@ def ffcnn(
     dense_layers: list[FFLayer] = []
     for width_out in dense:
         dense_layers.append(
-            create_layer(
+            build_layer(
                 dense_layer,
                 in_features=features,
                 out_features=width_out,
-                **{**shared, "lr": dense_lr},
+                **{**layer_options, "lr": dense_lr},
             )
         )
         features = width_out
