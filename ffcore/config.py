@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ffcore.choices import PRECISION_NAMES
 from ffcore.errors import ConfigError, InvalidValueError
-from ffcore.precision import PRECISIONS
 from ffcore.settings import (
     Setting,
     check_value,
@@ -121,7 +121,7 @@ class TrainConfig:
     precision: str = setting_field(
         "fp32",
         "fp32, or bf16: mixed precision, matrix products in bfloat16.",
-        choices=tuple(PRECISIONS),
+        choices=PRECISION_NAMES,
         expected="'fp32' or 'bf16'",
         resumable=True,
     )

@@ -13,5 +13,7 @@ TRACER_NAME = "ffdebug-tracer"
 #: The ``ff train`` settings ffdebug declares: the log directory and the tracing period.
 LOGDIR = "tensorboard"
 TRACE_EVERY = "trace_every"
+#: The data splits ``ff debug --split`` traces.
+SPLITS = ("test", "val", "train")
 
-__all__ = ["DEFAULT_TRACE_EVERY", "LOGDIR", "TRACER_NAME", "TRACE_EVERY"]
+__all__ = ["DEFAULT_TRACE_EVERY", "LOGDIR", "SPLITS", "TRACER_NAME", "TRACE_EVERY"]

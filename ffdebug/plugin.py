@@ -76,6 +76,6 @@ def fflib_train_start(run: TrainingRun) -> None:
 @hookimpl
 def fflib_register_commands(cli: click.Group) -> None:
     """Add ``ff debug``."""
-    from ffdebug.debug import debug_command
+    from ffdebug.command import debug_command
 
     cli.add_command(debug_command)

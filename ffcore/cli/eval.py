@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from torch import nn
 
-from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
-from ffcore.checkpoint import load_checkpoint, require_components
+from ffcore.choices import PRECISION_NAMES, SPARSITY_KINDS
+from ffcore.cli.completion import complete_component
 from ffcore.components import normalize_name
-from ffcore.devices import resolve_device
-from ffcore.precision import PRECISIONS, check_precision
-from ffcore.registry import create_probe
-from ffcore.run_data import load_saved_data
-from ffcore.training import evaluate
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
     """Weight statistics and sparsity of every parameter, as a table or JSON."""
+    from ffcore.analysis import weight_sparsity, weight_stats
+
     table = weight_stats(model)
     for kind in kinds:
         for name, value in weight_sparsity(model, kind).items():
@@ -39,14 +38,22 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--dataset", help="Dataset to test on (default: the one it was trained on).")
+@click.option(
+    "--dataset",
+    shell_complete=complete_component("dataset"),
+    help="Dataset to test on (default: the one it was trained on).",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
 @click.option("--download/--no-download", default=None, help="Allow downloading data.")
-@click.option("--probe", help="Probe name (default: the one it was trained with).")
+@click.option(
+    "--probe",
+    shell_complete=complete_component("probe"),
+    help="Probe name (default: the one it was trained with).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
 @click.option(
     "--precision",
-    type=click.Choice(list(PRECISIONS)),
+    type=click.Choice(list(PRECISION_NAMES)),
     help="fp32 or bf16 (mixed precision). [default: the precision it was trained at]",
 )
 @click.option(
@@ -75,6 +82,13 @@ def eval_command(
     as_json: bool,
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
+    from ffcore.checkpoint import load_checkpoint, require_components
+    from ffcore.devices import resolve_device
+    from ffcore.precision import check_precision
+    from ffcore.registry import create_probe
+    from ffcore.run_data import load_saved_data
+    from ffcore.training import evaluate
+
     target = resolve_device(device)
     loaded = load_checkpoint(checkpoint, map_location=target)
     meta = loaded.meta

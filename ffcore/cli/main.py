@@ -5,6 +5,11 @@ and ``--builtin-plugins-only``, as soon as they are parsed and before any subcom
 looked up; every command then reads that one manager. Plugin commands are the ones the
 manager collected when each plugin loaded (``fflib_register_commands``): built-in commands
 win, and a clash or a failing hook is reported by ``ff list-plugins``.
+
+Nothing here imports torch, nor do the command modules at import time or the built-in
+plugins when they load (they register their components by reference): ``ff --version``,
+``ff --help``, ``ff list-plugins`` and shell completion start in a fraction of a second.
+Commands import what they need when they run.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import click
 from ffcore import __version__
 from ffcore.cli.errors import CLIError
 from ffcore.components import normalize_name
-from ffcore.devices import flush_denormals
 from ffcore.errors import FFLibError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_names
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Commands that never touch torch: ``ff`` does not set up torch's float modes for them.
+TORCH_FREE_COMMANDS = frozenset({"list-plugins", "completion"})
 #: Where the root context keeps the manager it configured.
 _MANAGER_KEY = "fflib.plugin_manager"
 
@@ -91,20 +97,30 @@ class FFGroup(click.Group):
     help="Load only the plugins that ship with fflib. Also: FFLIB_BUILTIN_PLUGINS_ONLY=1.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-def cli(disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool) -> None:
+@click.pass_context
+def cli(
+    ctx: click.Context, disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool
+) -> None:
     """FFLib: train and inspect Forward-Forward networks.
 
     Every layer, model, goodness, loss, probe, negative sampler and dataset is a plugin
-    component: see them with `ff list-plugins`.
+    component: see them with `ff list-plugins`. Shell completion: see `ff completion -h`.
     """
+    if ctx.invoked_subcommand not in TORCH_FREE_COMMANDS:
+        from ffcore.devices import flushing_denormals
+
+        # Before the command runs anything on torch's worker threads, so that they share
+        # the mode; restored when the command ends (for callers that invoke ff in-process).
+        ctx.with_resource(flushing_denormals())
 
 
 def _add_builtin_commands() -> None:
+    from ffcore.cli.completion import completion_command
     from ffcore.cli.eval import eval_command
     from ffcore.cli.list_plugins import list_plugins
     from ffcore.cli.train import train_command
 
-    for command in (list_plugins, train_command, eval_command):
+    for command in (list_plugins, train_command, eval_command, completion_command):
         cli.add_command(command)
 
 
@@ -113,5 +129,4 @@ _add_builtin_commands()
 
 def main() -> None:
     """Console-script entry point."""
-    flush_denormals()  # before torch starts its worker threads, so they share the mode
     cli(prog_name="ff")

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from ffcore.cli.completion import complete_component
+from ffcore.components import KINDS
 from ffcore.settings import Setting
 
 
@@ -71,4 +73,6 @@ def setting_option(setting: Setting) -> click.Option:
         default=None,
         metavar=setting.metavar,
         help=_help(setting),
+        # a setting named like a component kind (model, dataset, ...) names a component
+        shell_complete=complete_component(setting.name) if setting.name in KINDS else None,
     )

@@ -16,8 +16,6 @@ from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
-from ffcore.runs import resume_run, save_run
-from ffcore.training import build_run, train
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -91,6 +89,9 @@ def train_command(
     Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
     `ff train --resume` continues from.
     """
+    from ffcore.runs import resume_run, save_run
+    from ffcore.training import build_run, train
+
     started = time.perf_counter()
     overrides: dict[str, Any] = {
         key: value

@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import Batch, FFLayer, NegativeSampler, inputs_of
 from ffcore.layers import choice, non_negative_int
 from ffcore.optim import check_lr, make_optimizer
@@ -237,8 +235,3 @@ def ffc(
         label_scale=label_scale,
         label_scheme=label_scheme,
     )
-
-
-@hookimpl
-def fflib_register_models(register: Register) -> None:
-    register("ffc", ffc, aliases=["ff-c"])
