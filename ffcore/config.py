@@ -54,9 +54,26 @@ def _device(name: str) -> bool:
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name) is not None
 
 
+#: Settings that are also model options: ``layers = [64]`` and ``-O model.layers=[64]``
+#: are one setting (:meth:`TrainConfig.model_kwargs` passes both to the model factory).
+MODEL_SETTINGS: tuple[str, ...] = ("layers", "lr", "threshold", "goodness", "loss")
+
+
 @dataclass
 class TrainConfig:
-    """Everything ``ff train`` needs; ``None`` means "the component's own default"."""
+    """Everything ``ff train`` needs; ``None`` means "the component's own default".
+
+    A config remembers which settings its maker gave (:meth:`given`): a run starts from a
+    preset (the data set's recipe unless ``preset`` names another) and the given settings
+    win over it, whether the config came from ``ff train`` or from Python
+    (:func:`ffcore.recipes.resolve_config`, which :func:`ffcore.training.build_run` calls).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        config = super().__new__(cls)
+        # the dataclass __init__ takes fields in order, so positional ones are the first
+        object.__setattr__(config, "_given", frozenset((*FIELDS[: len(args)], *kwargs)))
+        return config
 
     preset: str | None = setting_field(
         None,
@@ -196,10 +213,18 @@ class TrainConfig:
                 plugin[key] = value
         return cls(**core, plugin_options=plugin)
 
+    def given(self) -> dict[str, Any]:
+        """The settings the config's maker set (keyword or positional arguments, the keys
+        of :meth:`from_dict`), flat as in :meth:`to_dict`; the rest are defaults."""
+        given: frozenset[str] = getattr(self, "_given", frozenset(FIELDS))
+        values = {name: getattr(self, name) for name in FIELDS if name in given}
+        values.pop("plugin_options", None)
+        return {**values, **self.plugin_options}
+
     def model_kwargs(self) -> dict[str, Any]:
         """Options for the model factory: the explicit ones plus ``model_options``."""
         kwargs = dict(self.model_options)
-        for key in ("layers", "lr", "threshold", "goodness", "loss"):
+        for key in MODEL_SETTINGS:
             value = getattr(self, key)
             if value is not None:
                 kwargs[key] = value
@@ -305,15 +330,13 @@ def build_config(
     file: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Merge preset, file and overrides (later wins; option tables merge key by key)."""
-    merged: dict[str, Any] = {}
+    """Merge preset, file and overrides by :func:`ffcore.recipes.merge_settings` (later
+    wins; option tables merge key by key)."""
+    from ffcore.recipes import merge_settings
+
     for layer in (preset or {}, file or {}, overrides or {}):
-        for key, value in layer.items():
+        for key in layer:
             if key not in CORE_SETTINGS and key not in plugin_settings():
                 known = ", ".join(all_settings())
                 raise ConfigError(f"unknown setting {key!r} (known keys: {known})")
-            if key.endswith("_options") and isinstance(value, Mapping):
-                merged[key] = {**merged.get(key, {}), **value}
-            else:
-                merged[key] = value
-    return TrainConfig.from_dict(merged)
+    return TrainConfig.from_dict(merge_settings(preset or {}, file or {}, overrides or {}))

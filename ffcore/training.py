@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +36,8 @@ from ffcore.interfaces import (
 )
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.precision import autocast
+from ffcore.progress import AUTO, Progress, console_progress
+from ffcore.recipes import ResolvedConfig, resolve_config
 from ffcore.registry import build
 from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
@@ -92,23 +94,20 @@ class TrainingRun:
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
-
-
-class Progress(Protocol):
-    """What the trainer reports to a progress display (the CLI draws a bar)."""
-
-    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
-        """Epoch ``epoch`` (1-based) of ``epochs`` starts, with ``batches`` batches."""
-
-    def advance(self) -> None:
-        """One batch was trained."""
-
-    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Epoch ``epoch`` ended with ``metrics``."""
+    #: Which preset the settings started from, why, and where each setting came from.
+    resolved: ResolvedConfig | None = None
 
 
 def build_run(config: TrainConfig) -> TrainingRun:
-    """Load the data and build the model, probe and negative sampler ``config`` names."""
+    """Load the data and build the model, probe and negative sampler ``config`` names.
+
+    The config is first resolved (:func:`~ffcore.recipes.resolve_config`): the preset it
+    names, else its data set's recipe, lies under the settings it was given, as for
+    ``ff train``. ``run.config`` is the resolved config; ``run.resolved`` says which preset
+    applied and why.
+    """
+    resolved = resolve_config(config)
+    config = resolved.config
     plugins = get_plugin_manager()
     device = resolve_device(config.device)
     autocast(device, config.precision)  # fails now if the device cannot run that precision
@@ -151,6 +150,7 @@ def build_run(config: TrainConfig) -> TrainingRun:
         negatives=negatives,
         probe=probe,
         device=device,
+        resolved=resolved,
         names={
             "model": model_spec.name,
             "dataset": normalize_name(data.name),
@@ -219,9 +219,16 @@ Checkpointer = Callable[[TrainingRun], Path]
 
 
 def train(
-    run: TrainingRun, progress: Progress | None = None, *, checkpoint: Checkpointer | None = None
+    run: TrainingRun,
+    progress: Progress | str | None = AUTO,
+    *,
+    checkpoint: Checkpointer | None = None,
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
+
+    ``progress`` shows how it goes: by default (``"auto"``) what ``ff train`` shows (a bar
+    on a terminal, a heartbeat line every 10 s elsewhere, a line per epoch; see
+    :mod:`ffcore.progress`); ``None`` shows nothing; or any :class:`~ffcore.progress.Progress`.
 
     Metrics: ``loss`` (last epoch's mean), ``val_acc`` (when there is a validation split),
     ``test_acc``, ``train_seconds``, ``epochs`` and ``skipped_batches``. ``checkpoint`` is
@@ -233,7 +240,7 @@ def train(
     torch's worker threads too).
     """
     with flushing_denormals():
-        return _train(run, progress, checkpoint)
+        return _train(run, console_progress(progress), checkpoint)
 
 
 def _train(
@@ -268,6 +275,8 @@ def _train(
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
+    if progress is not None:
+        progress.train_start(run)
     with StopRequests() as stop:
         while run.epoch < config.epochs:
             epoch = run.epoch
@@ -302,7 +311,7 @@ def _train(
                 run.batch += 1
                 run.step += 1
                 if progress is not None:
-                    progress.advance()
+                    progress.advance(loss_sum)
                 if stop.signum is not None:
                     run.loss_sum = float(loss_sum)
                     saved = checkpoint(run) if checkpoint is not None else None
@@ -338,4 +347,6 @@ def _train(
     final["test_acc"] = evaluate(model, run.probe, run.data.test, precision=config.precision)
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
+    if progress is not None:
+        progress.train_end(final)
     return final

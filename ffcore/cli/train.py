@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ffcore.cli.progress import ClickProgress
 from ffcore.cli.setting_options import setting_option
 from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.plugin_manager import get_plugin_manager
-from ffcore.recipes import PLAIN, starting_preset
+from ffcore.progress import NORMAL, QUIET, VERBOSE, ConsoleProgress, count_parameters
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -37,11 +37,6 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
     return OPTION_TABLES[kind], option, parse_value(raw)
-
-
-def count_parameters(model: Any) -> int:
-    """Trainable parameter count."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class TrainCommand(click.Command):
@@ -75,6 +70,15 @@ class TrainCommand(click.Command):
     help="Extra component option, e.g. -O model.layer_range='1:' (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary, nothing else.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print only the test accuracy and the checkpoint path."
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also print every setting with its origin, and each epoch's throughput and lr.",
+)
 @click.pass_context
 def train_command(
     ctx: click.Context,
@@ -82,6 +86,8 @@ def train_command(
     config_file: str | None,
     resume: str | None,
     as_json: bool,
+    quiet: bool,
+    verbose: bool,
     **options: Any,
 ) -> None:
     """Train a model, report validation and test accuracy, and save a checkpoint.
@@ -101,43 +107,23 @@ def train_command(
     for text in options["component_options"]:
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
-    recipe: str | None = None  # the data set recipe this run starts from, if any
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
     if resume:
         if config_file or "preset" in overrides:
             raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
         run = resume_run(resume, overrides)
     else:
         file_settings = read_config_file(config_file) if config_file else {}
-        start = starting_preset(file_settings, overrides)
-        config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
-        recipe = start.name if start.reason == "dataset recipe" else None
-        run = build_run(config)
+        # build_run resolves the preset under these settings, as for a TrainConfig in Python
+        run = build_run(build_config(file=file_settings, overrides=overrides))
     config = run.config
     parameters = count_parameters(run.model)
-    data = run.data
     out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
-    if not as_json:
-        bf16 = config.precision != "fp32"
-        val_size = len(data.val) if data.val else 0
-        sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
-        click.echo(
-            f"model {run.names['model']} ({parameters:,} parameters) on {run.names['dataset']} "
-            f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
-            f"device {run.device}" + (f", precision {config.precision}" if bf16 else "")
-        )
-        if recipe:
-            click.echo(
-                f"settings: the {recipe} recipe (preset {recipe!r}); "
-                f"--preset {PLAIN} for FFLib's generic defaults"
-            )
-        if resume:
-            click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
+    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
+    progress = None if as_json else ConsoleProgress(verbosity, out=sys.stdout, summary=False)
     try:
-        metrics = train(
-            run,
-            progress=None if as_json else ClickProgress(),
-            checkpoint=lambda current: save_run(current, out),
-        )
+        metrics = train(run, progress=progress, checkpoint=lambda current: save_run(current, out))
     except TrainingInterrupted as stop:
         name = signal.Signals(stop.signum).name
         click.echo(
@@ -161,6 +147,7 @@ def train_command(
             "skipped_batches": int(metrics["skipped_batches"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
+            "preset_reason": run.resolved.reason if run.resolved else None,
             "config": config.to_dict(),
         }
         click.echo(json.dumps(summary))
