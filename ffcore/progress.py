@@ -267,7 +267,7 @@ class ConsoleProgress(SilentProgress):
             return
         status = self._status(float(loss_sum), now)  # the only read of the device's loss
         if self._bar is not None:
-            self._bar.set_postfix_str(status, refresh=False)
+            self._bar.set_postfix_str(status, refresh=True)
         else:
             batches = f"batch {self._done}/{self._batches}"
             self._line(f"epoch {self._epoch}/{self._epochs} {batches} {status}", self.err)

@@ -83,12 +83,14 @@ def eval_command(
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
     from ffcore.checkpoint import load_checkpoint, require_components
+    from ffcore.cli.main import flush_denormals_while_running
     from ffcore.devices import resolve_device
     from ffcore.precision import check_precision
     from ffcore.registry import create_probe
     from ffcore.run_data import load_saved_data
     from ffcore.training import evaluate
 
+    flush_denormals_while_running()
     target = resolve_device(device)
     loaded = load_checkpoint(checkpoint, map_location=target)
     meta = loaded.meta

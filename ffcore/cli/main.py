@@ -25,8 +25,6 @@ from ffcore.errors import FFLibError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_names
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-#: Commands that never touch torch: ``ff`` does not set up torch's float modes for them.
-TORCH_FREE_COMMANDS = frozenset({"list-plugins", "completion"})
 #: Where the root context keeps the manager it configured.
 _MANAGER_KEY = "fflib.plugin_manager"
 
@@ -97,21 +95,12 @@ class FFGroup(click.Group):
     help="Load only the plugins that ship with fflib. Also: FFLIB_BUILTIN_PLUGINS_ONLY=1.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.pass_context
-def cli(
-    ctx: click.Context, disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool
-) -> None:
+def cli(disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool) -> None:
     """FFLib: train and inspect Forward-Forward networks.
 
     Every layer, model, goodness, loss, probe, negative sampler and dataset is a plugin
     component: see them with `ff list-plugins`. Shell completion: see `ff completion -h`.
     """
-    if ctx.invoked_subcommand not in TORCH_FREE_COMMANDS:
-        from ffcore.devices import flushing_denormals
-
-        # Before the command runs anything on torch's worker threads, so that they share
-        # the mode; restored when the command ends (for callers that invoke ff in-process).
-        ctx.with_resource(flushing_denormals())
 
 
 def _add_builtin_commands() -> None:
@@ -125,6 +114,16 @@ def _add_builtin_commands() -> None:
 
 
 _add_builtin_commands()
+
+
+def flush_denormals_while_running() -> None:
+    """Flush denormal floats to zero until the command ends (a command that computes with
+    torch calls this first, before torch starts its worker threads, so they share the
+    mode; see :func:`ffcore.devices.flush_denormals`). The mode is restored after, for
+    callers that run ``ff`` in-process."""
+    from ffcore.devices import flushing_denormals
+
+    click.get_current_context().with_resource(flushing_denormals())
 
 
 def main() -> None:

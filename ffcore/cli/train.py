@@ -95,8 +95,11 @@ def train_command(
     Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
     `ff train --resume` continues from.
     """
+    from ffcore.cli.main import flush_denormals_while_running
     from ffcore.runs import resume_run, save_run
     from ffcore.training import build_run, train
+
+    flush_denormals_while_running()
 
     started = time.perf_counter()
     overrides: dict[str, Any] = {
