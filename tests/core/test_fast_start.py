@@ -211,4 +211,4 @@ def test_ffcore_imports_its_registry_helpers_on_first_use() -> None:
     assert ffcore.list_models is importlib.import_module("ffcore.registry").list_models
     assert ffcore.interfaces.FFLayer.__name__ == "FFLayer"  # submodules load on access
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
-        _ = ffcore.nothing_here  # type: ignore[attr-defined]
+        _ = ffcore.nothing_here
