@@ -39,6 +39,9 @@ from ffdebug.stats import (
     parameter_tags,
 )
 
+#: Titles of the two per-class heat maps.
+PER_CLASS_TITLE = "Mean goodness per class, true label (each layer on its own scale)"
+MARGIN_TITLE = "Mean margin per class: goodness of the true label minus the best wrong one"
 #: The embedding projector's sprite sheet may be at most this many pixels wide.
 MAX_SPRITE_SIDE = 8192
 
@@ -219,7 +222,7 @@ def trace_checkpoint(
     step: int = 0,
 ) -> DebugReport:
     """Trace the model saved in ``checkpoint`` on ``samples`` samples of a data split."""
-    from ffdebug.events import EventWriter, heat_map, markdown_table
+    from ffdebug.events import EventWriter, markdown_table
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidValueError("samples", samples, "a positive integer")
@@ -255,14 +258,23 @@ def trace_checkpoint(
         _measure(packet, model, sample, sampler, _probe(meta, model), data.num_classes)
         events.write(packet.fetch(), step)
         maps = (
-            ("goodness/per_class", sample.scores, False),
-            ("goodness/margin_per_class", sample.margins, True),
+            ("goodness/per_class", sample.scores, False, PER_CLASS_TITLE),
+            ("goodness/margin_per_class", sample.margins, True, MARGIN_TITLE),
         )
-        for tag, values, diverging in maps:
+        for tag, values, diverging, title in maps:
             if values is None:
                 continue
             means = per_class_mean(values, sample.y, data.num_classes).cpu()
-            events.image(tag, heat_map(means, diverging=diverging), step)
+            layer_names = [f"layer{i}" for i in range(len(means))]
+            events.heat_map(
+                tag,
+                means,
+                rows=layer_names,
+                columns=classes,
+                title=title,
+                diverging=diverging,
+                step=step,
+            )
             events.text(tag, _table(classes, means), step)
             images.append(tag)
         acts = sample.acts_pos or []

@@ -3,18 +3,21 @@
 Three hooks: ``fflib_add_options`` declares ``ff train --tensorboard DIR`` (alias
 ``--logdir``) and ``--trace-every N``; ``fflib_train_start`` registers a
 :class:`~ffdebug.tracer.Tracer` for the run when a log directory is set (and only then, so
-untraced runs have no per-batch hooks to call); ``fflib_register_commands`` adds
+untraced runs have no per-batch hooks to call), in a new ``DIR/version_N`` folder when
+``DIR`` already holds a run (:mod:`ffdebug.logdirs`); ``fflib_register_commands`` adds
 ``ff debug``. TensorBoard is imported only when something is traced.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ffcore import get_plugin_manager, hookimpl
 from ffdebug import DEFAULT_TRACE_EVERY, LOGDIR, TRACE_EVERY, TRACER_NAME
+from ffdebug.logdirs import fresh_logdir
 
 if TYPE_CHECKING:
     from ffcore.settings import Options
@@ -36,8 +39,10 @@ def fflib_add_options(options: Options) -> None:
     options.add(
         TRACE_EVERY,
         int,
-        default=DEFAULT_TRACE_EVERY,
-        help="Trace every N batches (with --tensorboard).",
+        help=(
+            "Trace every N batches (with --tensorboard). [default: a fifth of an epoch's "
+            f"batches, at most {DEFAULT_TRACE_EVERY}]"
+        ),
         expected="a positive number of batches",
         check=lambda every: every >= 1,
         resumable=True,
@@ -63,6 +68,16 @@ def fflib_train_start(run: TrainingRun) -> None:
     logdir = run.config.setting(LOGDIR)
     if logdir is None:
         return
+    if run.step == 0:  # a new run (a resumed one carries on where its checkpoint says)
+        chosen = fresh_logdir(Path(logdir))
+        if chosen != Path(logdir):
+            click.echo(
+                f"TensorBoard: {logdir} already holds a run's traces; this run writes to "
+                f"{chosen}",
+                err=True,
+            )
+            logdir = str(chosen)
+            run.config.plugin_options[LOGDIR] = logdir  # saved with the run, for --resume
     from ffdebug.tracer import Tracer
 
     tracer = Tracer(run, logdir, run.config.setting(TRACE_EVERY))
