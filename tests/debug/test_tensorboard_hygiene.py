@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.util import tensor_util
+from tensorboard.plugins.custom_scalar import layout_pb2  # type: ignore[import-untyped]
+from tensorboard.util import tensor_util  # type: ignore[import-untyped]
 
 from ffcore.cli.main import cli
 from ffcore.runs import resume_run, save_run
