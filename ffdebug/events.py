@@ -102,9 +102,9 @@ class EventWriter:
         diverging: bool = False,
         step: int = 0,
     ) -> None:
-        """``(rows, columns)`` values as a labelled chart (axes, names, a colour bar per row)
-        when matplotlib is installed (``pip install fflib[plots]``), else as a plain
-        coloured grid (:func:`heat_map`)."""
+        """``(rows, columns)`` values as a labelled chart (axes, names, a colour bar per
+        row) when matplotlib is installed (``pip install ".[plots]"`` from a clone), else
+        as a plain coloured grid (:func:`heat_map`)."""
         from ffdebug.plots import heat_map_figure
 
         figure = heat_map_figure(values, rows, columns, title=title, diverging=diverging)

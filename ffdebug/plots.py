@@ -1,7 +1,7 @@
 """Labelled charts for TensorBoard, drawn with matplotlib when it is installed.
 
-matplotlib is an optional extra (``pip install fflib[plots]``): it weighs tens of
-megabytes and takes about a second to import, which tracing needs only for a few charts.
+matplotlib is an optional extra (``pip install ".[plots]"`` from a clone): it weighs tens
+of megabytes and takes about a second to import, which tracing needs only for a few charts.
 Without it, :func:`heat_map_figure` returns ``None`` and the caller writes the plain
 coloured grid of :func:`ffdebug.events.heat_map` instead.
 """
