@@ -76,6 +76,7 @@ def save_run(
             "history": run.history,
             "config": config.to_dict(),
             "class_names": list(data.class_names),
+            "preprocessing": None if data.preprocessing is None else data.preprocessing.to_dict(),
         },
         state=training_state(run),
     )

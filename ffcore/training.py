@@ -143,6 +143,7 @@ def build_run(config: TrainConfig) -> TrainingRun:
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         class_names=data.class_names,
+        preprocessing=data.preprocessing,
     )
     return TrainingRun(
         config=config,
