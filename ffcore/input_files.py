@@ -11,6 +11,7 @@ range, or floats on the ``[0, 1]`` scale.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,10 @@ def read_image(path: Path, input_shape: Sequence[int], *, resize: bool) -> Tenso
     channels, height, width = size
     mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}.get(channels, ImageReadMode.UNCHANGED)
     try:
-        image = decode_image(read_file(str(path)), mode=mode)
+        with warnings.catch_warnings():
+            # torchvision 0.29 announces that TorchCodec will take over image decoding
+            warnings.simplefilter("ignore", DeprecationWarning)
+            image = decode_image(read_file(str(path)), mode=mode)
     except (RuntimeError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"cannot read image {path}: {reason}") from None

@@ -100,7 +100,6 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
 )
 @click.option(
     "--tensorboard",
-    type=click.Path(file_okay=False),
     metavar="DIR",
     help="Write the labelled confusion-matrix image and per-class table to TensorBoard.",
 )

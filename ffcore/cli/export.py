@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ffcore.cli.errors import CLIError
 from ffcore.cli.predict import load_for_cli
 
 #: Kept here as well as in :mod:`ffcore.export` so that ``ff --help`` needs no torch.
@@ -28,8 +29,7 @@ def default_output(checkpoint: str, fmt: str) -> Path:
     "--format",
     "-f",
     "fmt",
-    type=click.Choice(FORMAT_CHOICES),
-    required=True,
+    metavar="|".join(FORMAT_CHOICES),
     help="safetensors: weights + description, ffcore.load reads it; onnx (needs "
     "fflib[export]), torchscript, pt2 (torch.export): the inference graph.",
 )
@@ -50,7 +50,7 @@ def default_output(checkpoint: str, fmt: str) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def export_command(
     checkpoint: str,
-    fmt: str,
+    fmt: str | None,
     out: str | None,
     probe: str | None,
     device: str,
@@ -63,8 +63,13 @@ def export_command(
     integers divided by raw_max, e.g. 8-bit pixels / 255), standardise them as the training
     data were, and return every label's score and the predicted label.
     """
+    from ffcore.errors import InvalidValueError
     from ffcore.export import export_model
 
+    if fmt is None:
+        raise CLIError(f"ff export needs --format: one of {', '.join(FORMAT_CHOICES)}")
+    if fmt not in FORMAT_CHOICES:
+        raise InvalidValueError("--format", fmt, " or ".join(FORMAT_CHOICES))
     trained = load_for_cli(checkpoint, device=device, probe=probe)
     target = Path(out) if out else default_output(checkpoint, fmt)
     result = export_model(trained, fmt, target, check=check)

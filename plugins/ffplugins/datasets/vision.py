@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ffcore.data import make_splits, standardize
+from ffcore.data import make_splits
 from ffcore.errors import DataError
-from ffcore.interfaces import DataSplits
+from ffcore.interfaces import DataSplits, standardization
 from ffplugins.datasets.idx import read_idx
 
 DATA_ROOT_ENV = "FFLIB_DATA"
