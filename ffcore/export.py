@@ -40,6 +40,8 @@ FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
 #: The metadata key of a safetensors export and the description key of the graphs.
 SAFETENSORS_FORMAT = "fflib-safetensors"
 DESCRIPTION_KEY = "fflib"
+#: ``torch.jit``, whose functions are not typed.
+JIT: Any = torch.jit
 #: How many example inputs trace a graph and check it.
 EXAMPLE_BATCH = 4
 
@@ -211,7 +213,7 @@ def write_torchscript(trained: TrainedModel, path: Path) -> None:
     graph, example = _graph_module(trained), example_inputs(trained)
     try:
         with _quiet(), torch.no_grad():
-            traced = torch.jit.trace(graph, (example,), check_trace=False)
+            traced = JIT.trace(graph, (example,), check_trace=False)
     except Exception as exc:
         raise _failure(trained, "torchscript", exc) from exc
     extra = {f"{DESCRIPTION_KEY}.json": json.dumps(description(trained), sort_keys=True)}
@@ -276,7 +278,7 @@ def run_exported(path: Path, fmt: str, x: Tensor) -> tuple[Tensor, Tensor] | Non
     if fmt == "torchscript":
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice
             warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = JIT.load(str(path), map_location="cpu")
         scores, labels = module(x.cpu())
         return scores, labels
     if fmt == "pt2":
@@ -361,7 +363,7 @@ def read_description(path: str | os.PathLike[str]) -> Mapping[str, Any]:
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                torch.jit.load(str(source), _extra_files=extra, map_location="cpu")
+                JIT.load(str(source), _extra_files=extra, map_location="cpu")
         if extra[f"{DESCRIPTION_KEY}.json"]:
             return dict(json.loads(extra[f"{DESCRIPTION_KEY}.json"]))
     raise CheckpointError(f"{source} holds no FFLib description")

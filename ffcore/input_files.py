@@ -79,7 +79,8 @@ def read_image(path: Path, input_shape: Sequence[int], *, resize: bool) -> Tenso
 
         image = resize_image(image, [height, width], antialias=True)
     scale = float(torch.iinfo(image.dtype).max) if not image.is_floating_point() else 1.0
-    return (image.float() / scale).reshape(tuple(input_shape))
+    scaled: Tensor = (image.float() / scale).reshape(tuple(input_shape))
+    return scaled
 
 
 def read_tensor_file(path: Path) -> Tensor:
@@ -93,7 +94,8 @@ def read_tensor_file(path: Path) -> Tensor:
             raise DataError(f"cannot read {path} as a .npy array: {exc}") from None
         if array.dtype.kind not in "biuf":
             raise DataError(f"{path} holds {array.dtype} values; expected numbers")
-        return torch.from_numpy(array)
+        tensor: Tensor = torch.from_numpy(array)
+        return tensor
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals and damaged files come in many kinds

@@ -130,6 +130,10 @@ def flatten_inputs(x: Tensor, features: int, owner: str) -> Tensor:
     return flat
 
 
+#: ``torch.jit``, whose tracing helpers are not typed.
+_JIT: Any = torch.jit
+
+
 def tracing() -> bool:
     """Whether the code runs under ``torch.export``, ``torch.compile`` or ``torch.jit.trace``.
 
@@ -137,7 +141,7 @@ def tracing() -> bool:
     number of pieces depend on the batch size, which a graph with a dynamic batch cannot
     hold: traced, models process the batch in one piece.
     """
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
+    return bool(torch.compiler.is_compiling() or _JIT.is_tracing())
 
 
 def images_per_block(x: Tensor, num_classes: int, cpu_rows: int) -> int:

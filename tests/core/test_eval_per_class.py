@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_accumulator import (  # type: ignore[import-untyped]
+    EventAccumulator,
+)
 
 from ffcore.cli.main import cli
 from ffcore.eval_report import confusion_image, confusion_lines
@@ -27,8 +29,12 @@ def test_confusion_matrix_and_per_class_numbers() -> None:
     confusion = confusion_matrix(y_true, y_pred, 3)
     assert confusion.tolist() == [[2, 1, 0], [1, 1, 0], [0, 1, 0]]
     reports = per_class(confusion, ["a", "b", "c"])
-    assert reports[0].precision == pytest.approx(2 / 3) and reports[0].recall == pytest.approx(2 / 3)
-    assert reports[1].precision == pytest.approx(1 / 3) and reports[1].recall == pytest.approx(1 / 2)
+    assert reports[0].precision == pytest.approx(2 / 3) and reports[0].recall == pytest.approx(
+        2 / 3
+    )
+    assert reports[1].precision == pytest.approx(1 / 3) and reports[1].recall == pytest.approx(
+        1 / 2
+    )
     assert reports[2].precision is None and reports[2].recall == 0.0 and reports[2].f1 is None
     assert accuracy(confusion) == pytest.approx(3 / 6)
     lines = confusion_lines(confusion, ["a", "b", "c"])
@@ -39,7 +45,7 @@ def test_confusion_image_is_labelled_rgb() -> None:
     confusion = torch.tensor([[5, 1], [0, 7]])
     plain = confusion_image(confusion, ["0", "1"])
     named = confusion_image(confusion, ["T-shirt/top", "Trouser"])
-    assert plain.shape[0] == 3 and 0.0 <= float(plain.min()) and float(plain.max()) <= 1.0
+    assert plain.shape[0] == 3 and float(plain.min()) >= 0.0 and float(plain.max()) <= 1.0
     assert named.shape[2] > plain.shape[2]  # room for the names along the axes
     assert float(plain.mean()) < 1.0  # something is drawn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -19,12 +20,17 @@ from ffcore.errors import FFLibError
 from ffcore.export import FORMATS, ExportError, export_model, read_description, run_exported
 from ffcore.inference import TrainedModel
 from ffcore.interfaces import Probe
+from ffcore.layers import tracing
 from tests.core.usage_helpers import digits_raw_test, train_tiny
 
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "ffnet": {},
     "ffc": {"model": "ffc", "epochs": 2},
-    "ffrnn": {"model": "ffrnn", "layers": [16, 16], "model_options": {"frames": 4, "test_frames": "2:3"}},
+    "ffrnn": {
+        "model": "ffrnn",
+        "layers": [16, 16],
+        "model_options": {"frames": 4, "test_frames": "2:3"},
+    },
     "bp": {"model": "bp"},
 }
 GRAPHS = ("onnx", "torchscript", "pt2")
@@ -34,7 +40,9 @@ GRAPHS = ("onnx", "torchscript", "pt2")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     plugin_manager.reset_plugins()
     folder = tmp_path_factory.mktemp("export-models")
-    found = {name: train_tiny(folder / f"{name}.pt", **settings) for name, settings in MODELS.items()}
+    found = {
+        name: train_tiny(folder / f"{name}.pt", **settings) for name, settings in MODELS.items()
+    }
     plugin_manager.reset_plugins()
     return found
 
@@ -133,7 +141,7 @@ def test_what_cannot_be_exported_fails_naming_model_and_format(
     traceable = ffcore.load(checkpoints["ffnet"])
 
     def untraceable(x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if tracing():
             raise RuntimeError("data-dependent control flow")
         return torch.zeros(x.shape[0], 10)
 
@@ -146,7 +154,9 @@ def test_what_cannot_be_exported_fails_naming_model_and_format(
 def test_ff_export_command(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "m.pt2"
-    result = runner.invoke(cli, ["export", str(checkpoints["ffc"]), "-f", "pt2", "-o", str(out), "--json"])
+    result = runner.invoke(
+        cli, ["export", str(checkpoints["ffc"]), "-f", "pt2", "-o", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["labels_equal"] is True and summary["score_kind"] == "logits"

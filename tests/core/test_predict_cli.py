@@ -60,7 +60,9 @@ def digits_checkpoint(tmp_path: Path) -> Path:
     return train_tiny(tmp_path / "digits.pt", epochs=2)
 
 
-def test_json_gives_every_labels_score_and_the_top_k(digits_checkpoint: Path, tmp_path: Path) -> None:
+def test_json_gives_every_labels_score_and_the_top_k(
+    digits_checkpoint: Path, tmp_path: Path
+) -> None:
     raw, _ = digits_raw_test()
     torch.save(raw[:3], tmp_path / "three.pt")
     result = run("predict", str(digits_checkpoint), str(tmp_path / "three.pt"), "--json", "-k", "3")
@@ -70,7 +72,7 @@ def test_json_gives_every_labels_score_and_the_top_k(digits_checkpoint: Path, tm
     row = data["predictions"][0]
     assert len(row["scores"]) == 10 and sum(row["probabilities"]) == pytest.approx(1.0)
     assert row["label"] == max(range(10), key=lambda label: row["scores"][label])
-    assert [t["label"] for t in row["top_k"]][0] == row["label"] and len(row["top_k"]) == 3
+    assert row["top_k"][0]["label"] == row["label"] and len(row["top_k"]) == 3
     assert row["top_k"][0]["probability"] >= row["top_k"][1]["probability"]
 
 
@@ -81,7 +83,9 @@ def test_table_output_and_image_conversions(digits_checkpoint: Path, tmp_path: P
     write_png(grey.repeat(3, 1, 1), str(tmp_path / "rgb.png"))  # converted to one channel
     big = torch.nn.functional.interpolate(grey[None].float(), size=(32, 32)).to(torch.uint8)[0]
     write_jpeg(big.repeat(3, 1, 1), str(tmp_path / "big.jpg"))
-    result = run("predict", str(digits_checkpoint), str(tmp_path / "grey.png"), str(tmp_path / "rgb.png"))
+    result = run(
+        "predict", str(digits_checkpoint), str(tmp_path / "grey.png"), str(tmp_path / "rgb.png")
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["input", "label", "class", "probability", "score"]
@@ -92,7 +96,9 @@ def test_table_output_and_image_conversions(digits_checkpoint: Path, tmp_path: P
         f"Error: image {tmp_path / 'big.jpg'} is 32x32 pixels; the model takes 8x8: "
         "pass --resize to scale it"
     )
-    resized = run("predict", str(digits_checkpoint), str(tmp_path / "big.jpg"), "--resize", "-k", "2")
+    resized = run(
+        "predict", str(digits_checkpoint), str(tmp_path / "big.jpg"), "--resize", "-k", "2"
+    )
     assert resized.exit_code == 0, resized.output
     assert len(resized.output.splitlines()) == 3 and "rank" in resized.output
 

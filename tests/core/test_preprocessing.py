@@ -58,7 +58,9 @@ def test_identity_and_round_trip() -> None:
         ({"scale": 2}, "preprocessing"),
     ],
 )
-def test_bad_preprocessing_is_refused_naming_the_field(values: dict[str, object], field: str) -> None:
+def test_bad_preprocessing_is_refused_naming_the_field(
+    values: dict[str, object], field: str
+) -> None:
     with pytest.raises(InvalidValueError, match=field):
         Preprocessing.from_dict(values)
 
