@@ -101,7 +101,7 @@ def predict_command(
 ) -> None:
     """Classify INPUT files with the model saved in CHECKPOINT.
 
-    INPUT is an image file (PNG, JPEG...: converted to the model's channels; --resize to
+    INPUT is an image file (PNG, JPEG...: read as the model's channels; --resize to
     scale it) or a .npy / .pt file holding a tensor of raw inputs (integers as the data set
     stores them, e.g. 0-255 pixels, or floats in [0, 1]), one input per row. The
     checkpoint's preprocessing scales them as the training data were. CHECKPOINT may also

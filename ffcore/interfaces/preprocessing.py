@@ -41,7 +41,7 @@ class Preprocessing:
 
     ``raw_max``: what integer inputs are divided by to reach the ``[0, 1]`` scale (255 for
     8-bit images, 16 for ``digits``' 4-bit values); ``None`` when the data set's inputs are
-    not integers (then integer inputs are only converted to float). ``mean`` and ``std``:
+    not integers (then integer inputs are only cast to float). ``mean`` and ``std``:
     the training set's statistics on that scale, one value for all features or one per
     channel (dimension 1 of ``(N, C, ...)`` inputs); empty when the data set does not
     standardise. ``Preprocessing()`` is the identity.
