@@ -332,7 +332,10 @@ def export_model(
     target = Path(path)
     if target.is_dir():
         raise ExportError(f"cannot export to {target}: it is a directory")
-    WRITERS[fmt](trained, target)
+    try:
+        WRITERS[fmt](trained, target)
+    except OSError as exc:
+        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
     if not check:
         return ExportResult(target, fmt, None, None)
     compared = compare(trained, target, fmt, example_inputs(trained, 2 * EXAMPLE_BATCH + 1))

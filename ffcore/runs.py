@@ -120,14 +120,16 @@ def resume_run(
     run.loss_sum, run.skipped = float(state["loss_sum"]), int(state["skipped"])
     run.base_lrs = state["base_lrs"]
     run.history = list(meta.get("history", []))
-    restore_selection(run, state)
+    restore_selection(run, state, path)
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return run
 
 
-def restore_selection(run: TrainingRun, state: Mapping[str, Any]) -> None:
+def restore_selection(
+    run: TrainingRun, state: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
     """The kept weights (now in the model) held aside again, the counters restored, and
     the weights training had reached put back into the model."""
     selection = run.selection
@@ -139,4 +141,6 @@ def restore_selection(run: TrainingRun, state: Mapping[str, Any]) -> None:
         try:
             run.model.load_state_dict(resume_weights)
         except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"training weights do not fit this model: {exc}") from None
+            raise CheckpointError(
+                f"{path}: training weights do not fit this model: {exc}"
+            ) from None

@@ -244,8 +244,10 @@ def train(
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
 
-    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (when there is a validation split),
-    ``test_acc``, ``train_seconds``, ``epochs`` and ``skipped_batches``. ``checkpoint`` is
+    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (the kept epoch's, when there is a
+    validation split), ``test_acc`` (of the kept epoch's weights, which the model holds
+    afterwards), ``kept_epoch``, ``stopped_early``, ``train_seconds``, ``epochs`` and
+    ``skipped_batches``. ``checkpoint`` is
     called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
     (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
 

@@ -24,7 +24,7 @@ def default_output(checkpoint: str, fmt: str) -> Path:
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint")
 @click.option(
     "--format",
     "-f",
@@ -36,7 +36,7 @@ def default_output(checkpoint: str, fmt: str) -> Path:
 @click.option(
     "--out",
     "-o",
-    type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Output file. [default: the checkpoint's name with the format's suffix]",
 )
 @click.option("--probe", help="Probe whose scores the graph returns (default: the trained one).")

@@ -68,8 +68,8 @@ def print_table(rows: list[dict[str, Any]], top_k: int, echo: Callable[[str], No
 
 
 @click.command("predict")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("checkpoint")
+@click.argument("inputs", nargs=-1)
 @click.option(
     "--top-k",
     "-k",

@@ -165,9 +165,12 @@ def test_ff_export_command(checkpoints: dict[str, Path], tmp_path: Path) -> None
     assert text.exit_code == 0, text.output
     assert "the same labels as the model" in text.output
     assert (checkpoints["bp"].parent / "bp.torchscript.pt").is_file()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
     for args, message in (
         ([], "needs --format"),
         (["-f", "tflite"], "invalid --format: 'tflite'"),
+        (["-f", "pt2", "-o", str(blocker / "m.pt2")], "cannot write"),
     ):
         bad = runner.invoke(cli, ["export", str(checkpoints["bp"]), *args])
         assert bad.exit_code == 2 and bad.output.startswith("Error: ") and message in bad.output
