@@ -5,7 +5,10 @@ built-ins); this package only defines what they implement and how they are found
 Importing it does not import torch: the ``list_*``/``create_*`` helpers load on first use.
 """
 
+from __future__ import annotations
+
 import importlib
+import os
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,7 @@ from ffcore.hookspecs import hookimpl, hookspec
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, get_plugin_manager
 
 if TYPE_CHECKING:  # imported on first use (module __getattr__ below): they import torch
+    from ffcore.inference import TrainedModel
     from ffcore.registry import (
         create_component,
         create_goodness,
@@ -59,6 +63,17 @@ def __getattr__(name: str) -> Any:
         if exc.name != f"{__name__}.{name}":
             raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load(path: str | os.PathLike[str], **options: Any) -> TrainedModel:
+    """A trained model from a checkpoint or an exported ``.safetensors`` file, ready to
+    classify raw data: ``ffcore.load("runs/ffc-digits.pt").predict(images)``.
+
+    See :func:`ffcore.inference.load` for the options (``device``, ``probe``...).
+    """
+    from ffcore.inference import load as load_trained
+
+    return load_trained(path, **options)
 
 
 try:
@@ -101,5 +116,6 @@ __all__ = [
     "list_negatives",
     "list_presets",
     "list_probes",
+    "load",
     "load_dataset",
 ]

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.progress import NORMAL, QUIET, VERBOSE, ConsoleProgress, count_parameters
+
+if TYPE_CHECKING:
+    from ffcore.training import TrainingRun
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -37,6 +40,19 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
     return OPTION_TABLES[kind], option, parse_value(raw)
+
+
+def kept_line(run: TrainingRun, metrics: dict[str, float]) -> str:
+    """Which epoch's weights were kept, and why training stopped when it stopped early."""
+    kept = int(metrics["kept_epoch"])
+    line = f"kept epoch {kept} of {run.epoch}"
+    if run.selection.keep == "best":
+        line += f" (best validation accuracy, {100 * metrics.get('val_acc', 0.0):.2f}%)"
+    else:
+        line += " (the last)"
+    if metrics["stopped_early"]:
+        line += f"; stopped early: no higher validation accuracy in {run.selection.patience} epochs"
+    return line
 
 
 class TrainCommand(click.Command):
@@ -148,6 +164,9 @@ def train_command(
             "train_seconds": metrics["train_seconds"],
             "wall_seconds": wall,
             "skipped_batches": int(metrics["skipped_batches"]),
+            "keep": run.selection.keep,
+            "kept_epoch": int(metrics["kept_epoch"]),
+            "stopped_early": bool(metrics["stopped_early"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "preset_reason": run.resolved.reason if run.resolved else None,
@@ -155,6 +174,8 @@ def train_command(
         }
         click.echo(json.dumps(summary))
         return
+    if not quiet:
+        click.echo(kept_line(run, metrics))
     click.echo(
         f"test accuracy: {100 * metrics['test_acc']:.2f}%  "
         f"(trained {run.epoch} epochs in {metrics['train_seconds']:.1f}s, "

@@ -20,12 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ffcore.data import make_splits, standardize
+from ffcore.data import make_splits
 from ffcore.errors import DataError
-from ffcore.interfaces import DataSplits
+from ffcore.interfaces import DataSplits, standardization
 from ffplugins.datasets.idx import read_idx
 
 DATA_ROOT_ENV = "FFLIB_DATA"
+#: 8-bit images: raw pixels are divided by this to reach [0, 1].
+PIXEL_MAX = 255.0
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -99,7 +101,7 @@ def _load_idx_pair(images: Path, labels: Path) -> tuple[Tensor, Tensor]:
             f"{images} / {labels}: expected N images of H x W and N labels, "
             f"got {tuple(x.shape)} and {tuple(y.shape)}"
         )
-    return x.unsqueeze(1).float().div_(255.0), y
+    return x.unsqueeze(1).float().div_(PIXEL_MAX), y
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,7 @@ def load_cifar10(
                 f"dataset 'cifar10': cannot read {found / CIFAR10_FOLDER} ({reason}); "
                 f"{CIFAR10.offline_hint(base)}"
             ) from exc
-        x = torch.as_tensor(data.data).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.as_tensor(data.data).permute(0, 3, 1, 2).float().div_(PIXEL_MAX)
         tensors.append((x, torch.as_tensor(data.targets, dtype=torch.long)))
     return _splits(CIFAR10, *tensors, val_split=val_split, use=use, seed=seed)
 
@@ -258,7 +260,8 @@ def _splits(
     use: float,
     seed: int,
 ) -> DataSplits:
-    train_x, test_x = standardize(train[0], test[0])
+    preprocessing = standardization(train[0], raw_max=PIXEL_MAX)
+    train_x, test_x = preprocessing.standardise(train[0]), preprocessing.standardise(test[0])
     return make_splits(
         dataset.name,
         (train_x, train[1]),
@@ -268,6 +271,7 @@ def _splits(
         use=use,
         seed=seed,
         class_names=dataset.class_names,
+        preprocessing=preprocessing,
     )
 
 
