@@ -54,7 +54,10 @@ def heat_map_figure(
             colours = "viridis"
         image = axis.imshow(row.numpy()[None, :], aspect="auto", cmap=colours, vmin=low, vmax=high)
         for column, value in enumerate(row.tolist()):
-            axis.text(column, 0, f"{value:.3g}", ha="center", va="center", fontsize=7)
+            red, green, blue, _ = image.cmap(image.norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # light text on dark cells
+            colour = "white" if dark else "black"
+            axis.text(column, 0, f"{value:.3g}", ha="center", va="center", fontsize=7, color=colour)
         axis.set_yticks([0], [name])
         last = index == len(rows) - 1
         axis.set_xticks(range(len(columns)), list(columns) if last else [], rotation=45, ha="right")
