@@ -72,9 +72,19 @@ def make_splits(
 
 
 def standardize(train_x: Tensor, *others: Tensor) -> list[Tensor]:
-    """Scale every tensor by the training set's scalar mean and standard deviation."""
-    mean = train_x.mean()
-    std = train_x.std().clamp_min(1e-8)
+    """Scale every tensor by the training set's scalar mean and standard deviation.
+
+    The statistics are those of the finite values: one NaN pixel stays one NaN value
+    (which :class:`~ffcore.interfaces.DataSplits` then reports, counted right) instead of
+    turning every value of every split into NaN.
+    """
+    values = train_x
+    if train_x.is_floating_point() and not bool(torch.isfinite(train_x).all()):
+        values = train_x[torch.isfinite(train_x)]
+    if values.numel() == 0:
+        return [t.clone() for t in (train_x, *others)]
+    mean = values.mean()
+    std = (values.std() if values.numel() > 1 else torch.zeros(())).clamp_min(1e-8)
     return [(t - mean) / std for t in (train_x, *others)]
 
 
@@ -104,10 +114,25 @@ def iterate_batches(
         yield split.x[index], split.y[index]
 
 
+#: torch seeds are unsigned 64-bit numbers.
+_SEED_MODULUS = 1 << 64
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s data order: ``seed * 1_000_003 + epoch``, modulo 2^64.
+
+    Every seed up to 2^63 - 1 works (the product used to overflow torch's 64-bit seed
+    above about 1.8e13); below that the value is the same as it always was, so recorded
+    runs keep their data order. As 1,000,003 is odd, distinct seeds still give distinct
+    epoch-0 orders.
+    """
+    return (seed * 1_000_003 + epoch) % _SEED_MODULUS
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator that orders epoch ``epoch``'s data: a function of seed and epoch only,
     so a resumed run sees exactly the order the uninterrupted run saw."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
 
 
 def num_batches(count: int, batch_size: int, *, drop_last: bool = False) -> int:

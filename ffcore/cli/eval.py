@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch import nn
 
 from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint, require_components
+from ffcore.cli.json_output import json_line
 from ffcore.components import normalize_name
 from ffcore.devices import resolve_device
 from ffcore.precision import PRECISIONS, check_precision
@@ -26,7 +26,7 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
         for name, value in weight_sparsity(model, kind).items():
             table[name][f"sparsity_{kind}"] = value
     if as_json:
-        click.echo(json.dumps(table, indent=2))
+        click.echo(json_line(table, indent=2))
         return
     columns = ["min", "max", "mean", "std", "norm", *(f"sparsity_{k}" for k in kinds)]
     width = max(len(name) for name in table)
@@ -104,7 +104,7 @@ def eval_command(
             "precision": precision,
             "test_acc": accuracy,
         }
-        click.echo(json.dumps(result))
+        click.echo(json_line(result))
         return
     click.echo(
         f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {normalize_name(data.name)}: "
