@@ -51,9 +51,16 @@ def check_writable(target: Path) -> None:
     Creates the missing parent directories (as the save would), then a probe file named
     like the save's temporary, and removes it.
     """
-    if target.is_dir():
-        raise CheckpointError(f"cannot write the checkpoint to {target}: it is a directory")
     try:
+        if target.is_dir():
+            raise CheckpointError(f"cannot write the checkpoint to {target}: it is a directory")
+        for ancestor in target.parents:
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise CheckpointError(
+                        f"cannot write the checkpoint to {target}: {ancestor} is not a directory"
+                    )
+                break
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(
             prefix=temp_prefix(target), suffix=".probe", dir=target.parent
