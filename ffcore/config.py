@@ -110,7 +110,7 @@ class TrainConfig:
         expected="'constant', 'linear-cooldown' or 'cosine'",
     )
     threshold: float | None = setting_field(
-        None, "Goodness threshold (default: the goodness').", expected="a number"
+        None, "Goodness threshold (default: the goodness').", expected="a finite number"
     )
     goodness: str | None = setting_field(None, "Goodness function name.", expected=_COMPONENT)
     loss: str | None = setting_field(None, "FF loss name.", expected=_COMPONENT)
