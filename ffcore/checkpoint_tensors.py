@@ -185,7 +185,7 @@ def check_optimizer_state(
         for key, value in state.items():
             if key == "step":
                 _check_step(value, path, f"{where}.step")
-            elif value is not None or keys is None:
+            elif value is not None or key != "momentum_buffer":  # SGD's may be None
                 check_tensor(
                     value,
                     path,

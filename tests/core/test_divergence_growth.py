@@ -45,7 +45,7 @@ def test_weights_whose_norm_explodes_are_divergence() -> None:
     guard.check(model, 0, loss=1.0, reference=1.0, lr="")  # nothing grew
     with torch.no_grad():
         model.layers[0].linear.weight.mul_(2 * WEIGHT_GROWTH_LIMIT)  # type: ignore[index, union-attr]
-    with pytest.raises(DivergenceError, match="the norm of parameter 'layers.0.linear.weight'"):
+    with pytest.raises(DivergenceError, match=r"the norm of parameter 'layers\.0\.linear\.weight'"):
         guard.check(model, 4, loss=1.0, reference=1.0, lr=" (it is 0.5)")
 
 

@@ -52,7 +52,7 @@ def test_a_twenty_digit_width_is_refused_when_parsed() -> None:
 def test_the_check_can_be_turned_off(sixteen_gib: None, monkeypatch: pytest.MonkeyPatch) -> None:
     config = TrainConfig(layers=[64], epochs=1, device="cpu")
     monkeypatch.setattr(ffcore.sizing, "available_memory", lambda device: 1024)
-    with pytest.raises(MemoryLimitError, match="this run needs about .* but cpu has 1.0 KiB"):
+    with pytest.raises(MemoryLimitError, match=r"this run needs about .* but cpu has 1\.0 KiB"):
         build_run(config)
     monkeypatch.setenv("FFLIB_MEMORY_CHECK", "0")
     assert build_run(config).model is not None
@@ -85,7 +85,7 @@ def test_the_estimate_counts_what_the_run_holds() -> None:
 
 def test_available_memory_is_known_on_the_cpu() -> None:
     free = available_memory(torch.device("cpu"))
-    assert free is not None and 0 < free
+    assert free is not None and free > 0
 
 
 def test_sizes_beyond_what_torch_can_describe_are_one_line() -> None:

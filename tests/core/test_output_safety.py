@@ -73,16 +73,13 @@ def test_a_failed_final_save_goes_to_a_fallback_it_names(
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     target = tmp_path / "out" / "run.pt"
-    import ffcore.runs
-
-    real_save = ffcore.runs.save_checkpoint
 
     def disk_full(path: Any, *args: Any, **kwargs: Any) -> Path:
         if Path(path) == target:
             raise OSError(28, "No space left on device")
-        return real_save(path, *args, **kwargs)
+        return save_checkpoint(path, *args, **kwargs)
 
-    monkeypatch.setattr(ffcore.runs, "save_checkpoint", disk_full)
+    monkeypatch.setattr("ffcore.runs.save_checkpoint", disk_full)
     result = invoke(*TINY, "--out", str(target))
     assert result.exit_code == 0, result.output
     [fallback] = system_tmp.iterdir()
