@@ -18,7 +18,7 @@ from typing import Any, TypeGuard
 
 from torch import Tensor
 
-from ffcore.errors import CheckpointError
+from ffcore.errors import CheckpointError, InvalidValueError
 from ffcore.limits import (
     MAX_CLASSES,
     MAX_COUNTER,
@@ -198,6 +198,15 @@ def check_description(meta: object, path: str | os.PathLike[str]) -> None:
         _source(source, f"component_sources.{key}", path)
     _counter(meta, "epoch", path)
     _counter(meta, "batch", path)
+    _counter(meta, "kept_epoch", path)
+    if meta.get("preprocessing") is not None:
+        from ffcore.interfaces import Preprocessing
+
+        try:
+            Preprocessing.from_dict(meta["preprocessing"])
+        except InvalidValueError as exc:
+            field = "preprocessing." + exc.field.removeprefix("preprocessing").strip()
+            raise schema_error(path, field.rstrip("."), exc.expected, exc.value) from None
     if "complete" in meta and not isinstance(meta["complete"], bool):
         raise schema_error(path, "complete", "true or false", meta["complete"])
     _metrics(meta.get("metrics", {}), "metrics", path)

@@ -85,20 +85,22 @@ def check_tensor(
     return value
 
 
-def check_model_state(model: nn.Module, weights: Mapping[str, Any], path: Path_) -> None:
+def check_model_state(
+    model: nn.Module, weights: Mapping[str, Any], path: Path_, field: str = "model"
+) -> None:
     """The saved weights are exactly the model's: the same names, shapes and dtypes."""
     own = model.state_dict()
     missing = [name for name in own if name not in weights]
     if missing:
         listed = ", ".join(repr(n) for n in missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise schema_error(path, "model", f"weights for {listed} (this model has them)")
+        raise schema_error(path, field, f"weights for {listed} (this model has them)")
     extra = [name for name in weights if name not in own]
     if extra:
         listed = ", ".join(repr(n) for n in extra[:3]) + (" ..." if len(extra) > 3 else "")
-        raise schema_error(path, "model", f"only this model's weights, not {listed}")
+        raise schema_error(path, field, f"only this model's weights, not {listed}")
     for name, expected in own.items():
         check_tensor(
-            weights[name], path, f"model.{name}", shape=expected.shape, dtype=expected.dtype
+            weights[name], path, f"{field}.{name}", shape=expected.shape, dtype=expected.dtype
         )
 
 
@@ -211,11 +213,13 @@ def check_optimizer_states(
         check_optimizer_state(optimizer, state, path, f"optimizers[{index}]")
 
 
-def check_counter(state: Mapping[str, Any], key: str, path: Path_, high: int = MAX_COUNTER) -> int:
+def check_counter(
+    state: Mapping[str, Any], key: str, path: Path_, high: int = MAX_COUNTER, field: str = ""
+) -> int:
     """``state[key]``: an integer from 0 to ``high``."""
     value = state.get(key)
     if not is_int(value) or not 0 <= value <= high:
-        raise schema_error(path, f"state.{key}", f"an integer from 0 to {high}", value)
+        raise schema_error(path, field or f"state.{key}", f"an integer from 0 to {high}", value)
     return int(value)
 
 
@@ -224,14 +228,37 @@ def check_rng_state(value: object, path: Path_, field: str, like: Tensor) -> Ten
     return check_tensor(value, path, field, shape=like.shape, dtype=like.dtype, contiguous=True)
 
 
+def check_selection(value: object, path: Path_) -> None:
+    """The kept-epoch counters (``--keep``, ``--early-stop``): a table of counters."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise schema_error(path, "state.selection", "a table", value)
+    for key in ("best_epoch", "since_best"):
+        if key in value:
+            check_counter(value, key, path, field=f"state.selection.{key}")
+    best = value.get("best_val_acc", -math.inf)
+    if not is_number(best) or math.isnan(best) or best == math.inf:
+        raise schema_error(path, "state.selection.best_val_acc", "a number", best)
+    if "keep" in value and not isinstance(value["keep"], str):
+        raise schema_error(path, "state.selection.keep", "'best' or 'last'", value["keep"])
+
+
 def check_training_state(
     state: Mapping[str, Any],
     path: Path_,
     *,
+    model: nn.Module,
     optimizers: Sequence[torch.optim.Optimizer],
     batches_per_epoch: int,
 ) -> None:
-    """The counters, learning rates and RNG states a run resumes from."""
+    """The counters, learning rates, RNG states and weights a run resumes from."""
+    resume_weights = state.get("resume_weights")
+    if resume_weights is not None:
+        if not isinstance(resume_weights, dict):
+            raise schema_error(path, "state.resume_weights", "a table of tensors", resume_weights)
+        check_model_state(model, resume_weights, path, field="state.resume_weights")
+    check_selection(state.get("selection"), path)
     check_counter(state, "epoch", path)
     check_counter(state, "batch", path, high=batches_per_epoch)
     check_counter(state, "step", path)

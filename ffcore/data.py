@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ffcore.errors import DataError
-from ffcore.interfaces import DataSplits, Split
+from ffcore.interfaces import DataSplits, Preprocessing, Split
+from ffcore.interfaces.preprocessing import finite_statistics
 from ffcore.validate import number, positive_int
 
 
@@ -38,11 +39,13 @@ def make_splits(
     use: float = 1.0,
     seed: int = 0,
     class_names: Sequence[str] = (),
+    preprocessing: Preprocessing | None = None,
 ) -> DataSplits:
     """Build :class:`DataSplits` from full train and test tensors.
 
     ``use`` keeps that fraction of each split (drawn with ``seed``); ``val_split`` then
-    moves that fraction of the training data to a validation split.
+    moves that fraction of the training data to a validation split. ``preprocessing``
+    is how ``train`` and ``test`` were made from raw data (see :class:`Preprocessing`).
     """
     val_split = check_fraction("val_split", val_split, allow_zero=True, allow_one=False)
     use = check_fraction("use", use, allow_zero=False, allow_one=True)
@@ -68,6 +71,7 @@ def make_splits(
         input_shape=tuple(train_x.shape[1:]),
         num_classes=num_classes,
         class_names=tuple(class_names),
+        preprocessing=preprocessing,
     )
 
 
@@ -78,13 +82,10 @@ def standardize(train_x: Tensor, *others: Tensor) -> list[Tensor]:
     (which :class:`~ffcore.interfaces.DataSplits` then reports, counted right) instead of
     turning every value of every split into NaN.
     """
-    values = train_x
-    if train_x.is_floating_point() and not bool(torch.isfinite(train_x).all()):
-        values = train_x[torch.isfinite(train_x)]
-    if values.numel() == 0:
+    statistics = finite_statistics(train_x)
+    if statistics is None:
         return [t.clone() for t in (train_x, *others)]
-    mean = values.mean()
-    std = (values.std() if values.numel() > 1 else torch.zeros(())).clamp_min(1e-8)
+    mean, std = statistics
     return [(t - mean) / std for t in (train_x, *others)]
 
 

@@ -30,6 +30,7 @@ from ffcore.config import TrainConfig, resumable_settings
 from ffcore.data import num_batches
 from ffcore.errors import CheckpointError, FFLibError, InvalidValueError
 from ffcore.run_data import LOCATION_OPTIONS, dataset_kwargs
+from ffcore.selection import copy_weights
 from ffcore.training import TrainingRun, build_run
 
 #: Settings a checkpoint's config may not decide when resuming: where the data lives
@@ -53,6 +54,7 @@ def training_state(run: TrainingRun) -> dict[str, Any]:
         "skipped": run.skipped,
         "base_lrs": run.base_lrs,
         "loss_reference": run.loss_reference,
+        "selection": run.selection.state_dict(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -64,6 +66,11 @@ def save_run(
     """Write ``run`` (model, optimizers, training state, description) to ``path``."""
     config, data = run.config, run.data
     components = component_names(run)
+    kept, training = run.selection.saved_weights(run.model, run.epoch, run.batch)
+    state = training_state(run)
+    if training is not None:
+        state["resume_weights"] = {k: v.detach().cpu() for k, v in training.items()}
+    finished = run.epoch >= config.epochs or run.selection.stopped
     return save_checkpoint(
         path,
         run.model,
@@ -79,13 +86,16 @@ def save_run(
             "component_sources": component_sources(components),
             "epoch": run.epoch,
             "batch": run.batch,
-            "complete": run.epoch >= config.epochs and run.batch == 0,
+            "complete": finished and run.batch == 0,
+            "kept_epoch": run.selection.kept_epoch(run.epoch),
             "metrics": dict(metrics) if metrics else (run.history[-1] if run.history else {}),
             "history": run.history,
             "config": config.to_dict(),
             "class_names": list(data.class_names),
+            "preprocessing": None if data.preprocessing is None else data.preprocessing.to_dict(),
         },
-        state=training_state(run),
+        state=state,
+        weights=kept,
     )
 
 
@@ -116,6 +126,7 @@ def resume_run(
     check_training_state(
         state,
         path,
+        model=run.model,
         optimizers=run.model.optimizers(),
         batches_per_epoch=num_batches(len(run.data.train), config.batch_size),
     )
@@ -126,6 +137,7 @@ def resume_run(
     reference = state.get("loss_reference")
     run.loss_reference = float(reference) if reference is not None else None
     run.history = list(meta.get("history", []))
+    restore_selection(run, state, path)
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         for device, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):
@@ -152,3 +164,17 @@ def saved_config(
         return TrainConfig.from_dict({**values, **overrides})
     except FFLibError as exc:
         raise schema_error(path, "config", f"a valid training config ({exc})") from None
+
+
+def restore_selection(
+    run: TrainingRun, state: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """The kept weights (now in the model) held aside again, the counters restored, and
+    the weights training had reached put back into the model."""
+    selection = run.selection
+    selection.load_state_dict(state.get("selection") or {})
+    if selection.keep == "best" and selection.best_epoch:
+        selection.best_weights = copy_weights(run.model)
+    resume_weights = state.get("resume_weights")
+    if resume_weights is not None:  # checked against the model by check_training_state
+        run.model.load_state_dict(resume_weights)

@@ -71,6 +71,19 @@ def count_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def kept_line(run: TrainingRun, metrics: dict[str, float]) -> str:
+    """Which epoch's weights were kept, and why training stopped when it stopped early."""
+    kept = int(metrics["kept_epoch"])
+    line = f"kept epoch {kept} of {run.epoch}"
+    if run.selection.keep == "best":
+        line += f" (best validation accuracy, {100 * metrics.get('val_acc', 0.0):.2f}%)"
+    else:
+        line += " (the last)"
+    if metrics["stopped_early"]:
+        line += f"; stopped early: no higher validation accuracy in {run.selection.patience} epochs"
+    return line
+
+
 class TrainCommand(click.Command):
     """``ff train``: its options are the declared settings, the core's and the plugins'.
 
@@ -213,12 +226,16 @@ def _train_and_save(
             "train_seconds": metrics["train_seconds"],
             "wall_seconds": wall,
             "skipped_batches": int(metrics["skipped_batches"]),
+            "keep": run.selection.keep,
+            "kept_epoch": int(metrics["kept_epoch"]),
+            "stopped_early": bool(metrics["stopped_early"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),
         }
         click.echo(json_line(summary))
         return
+    click.echo(kept_line(run, metrics))
     click.echo(
         f"test accuracy: {100 * metrics['test_acc']:.2f}%  "
         f"(trained {run.epoch} epochs in {metrics['train_seconds']:.1f}s, "

@@ -15,6 +15,7 @@ from ffcore.interfaces.layer import (
 from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
+from ffcore.interfaces.preprocessing import Preprocessing, standardization
 from ffcore.interfaces.probe import Probe
 
 __all__ = [
@@ -33,9 +34,11 @@ __all__ = [
     "NegativeSampler",
     "Objective",
     "ObjectiveOptions",
+    "Preprocessing",
     "Probe",
     "Split",
     "inputs_of",
     "require",
     "resolve_threshold",
+    "standardization",
 ]

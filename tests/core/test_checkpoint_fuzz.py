@@ -138,6 +138,7 @@ def tensor_paths(payload: dict[str, Any]) -> list[tuple[Any, ...]]:
         for number, state in optimizer["state"].items():
             found += [("optimizers", index, "state", number, key) for key in state]
     found.append(("state", "rng_cpu"))
+    found += [("state", "resume_weights", k) for k in payload["state"].get("resume_weights", {})]
     return found
 
 
@@ -224,7 +225,10 @@ def _setting(where: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any], An
 
 _GONE = object()
 GROUP_KEYS = ["lr", "betas", "eps", "fused", "amsgrad", "params", "weight_decay", "maximize", "x"]
-STATE_KEYS = ["epoch", "batch", "step", "loss_sum", "skipped", "base_lrs", "rng_cuda"]
+STATE_KEYS = [
+    "epoch", "batch", "step", "loss_sum", "skipped", "base_lrs", "rng_cuda", "selection",
+    "resume_weights", "loss_reference",
+]  # fmt: skip
 OPTIMIZER_LISTS: dict[str, Callable[[list[Any]], Any]] = {
     "none": lambda o: [],
     "twice": lambda o: o + o,

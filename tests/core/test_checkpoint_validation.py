@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,36 @@ def test_stored_dataset_options_are_type_checked_naming_the_file(
         invoke("eval", str(bad)),
         f"Error: {bad}: field dataset.options.noise: expected a finite number (got 'big')",
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda meta: [1, 2], "field meta: expected a table"),
+        (lambda meta: {**meta, "num_classes": 10**12}, "field num_classes: expected an integer"),
+        (
+            lambda meta: {**meta, "model": {**meta["model"], "options": {"layers": [10**9]}}},
+            "expected a tensor of shape (1000000000, 74)",
+        ),
+    ],
+)
+def test_an_exported_safetensors_file_is_checked_the_same_way(
+    saved: Path, tmp_path: Path, edit: Any, expected: str
+) -> None:
+    """``ff export --format safetensors`` files are read with the checkpoint's checks."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    exported = tmp_path / "model.safetensors"
+    result = invoke("export", str(saved), "--format", "safetensors", "-o", str(exported))
+    assert result.exit_code == 0, result.output
+    with safe_open(str(exported), framework="pt") as file:
+        metadata = dict(file.metadata())
+        weights = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
+    metadata["fflib"] = json.dumps(edit(json.loads(metadata["fflib"])))
+    damaged = tmp_path / "damaged.safetensors"
+    save_file(weights, str(damaged), metadata=metadata)
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        import ffcore
+
+        ffcore.load(damaged)
