@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -10,13 +9,16 @@ from typing import Any
 
 import click
 
+from ffcore.cli.json_output import json_line
 from ffcore.cli.progress import ClickProgress
 from ffcore.cli.setting_options import setting_option
 from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
+from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run, save_run
+from ffcore.signals import StopNow, StopRequests
 from ffcore.training import TrainingRun, build_run, train
 
 OPTION_TABLES = {
@@ -39,6 +41,29 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
     return OPTION_TABLES[kind], option, parse_value(raw)
+
+
+def output_path(run: TrainingRun, resume: str | None, out_given: bool) -> Path:
+    """The checkpoint's path: ``--out``, else (resuming) beside the resumed checkpoint,
+    else ``runs/MODEL-DATASET.pt``."""
+    default = f"{run.names['model']}-{run.names['dataset']}.pt"
+    if resume and not out_given:
+        return resumed_output(Path(resume), run.config.out, default)
+    return Path(run.config.out or f"runs/{default}")
+
+
+def checkpointer(out: Path) -> Any:
+    """Saves a run to ``out`` (or, if that fails, to a fallback it reports once)."""
+    reported: set[str] = set()
+
+    def save(run: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+        saved = save_with_fallback(lambda path: save_run(run, path, metrics), out)
+        if saved.problem and saved.problem not in reported:
+            reported.add(saved.problem)
+            click.echo(f"warning: {saved.problem}", err=True)
+        return saved.path
+
+    return save
 
 
 def count_parameters(model: Any) -> int:
@@ -126,8 +151,26 @@ def train_command(
         run = build_run(config)
     config = run.config
     parameters = count_parameters(run.model)
-    data = run.data
-    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
+    out = output_path(run, resume, "out" in overrides)
+    lock = prepare_output(out)  # before training: a run that cannot be saved does not start
+    try:
+        _train_and_save(ctx, run, out, resume, recipe, parameters, as_json, started)
+    finally:
+        lock.release()
+
+
+def _train_and_save(
+    ctx: click.Context,
+    run: TrainingRun,
+    out: Path,
+    resume: str | None,
+    recipe: str | None,
+    parameters: int,
+    as_json: bool,
+    started: float,
+) -> None:
+    """Train ``run`` and save it to ``out``, holding the stop handler until it is saved."""
+    config, data = run.config, run.data
     if not as_json:
         bf16 = config.precision != "fp32"
         val_size = len(data.val) if data.val else 0
@@ -144,22 +187,34 @@ def train_command(
             )
         if resume:
             click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
-    try:
-        metrics = train(
-            run,
-            progress=None if as_json else ClickProgress(),
-            checkpoint=lambda current: save_run(current, out),
-        )
-    except TrainingInterrupted as stop:
-        name = signal.Signals(stop.signum).name
-        click.echo(
-            f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
-            f"checkpoint written to {stop.checkpoint}; continue with: "
-            f"ff train --resume {stop.checkpoint}",
-            err=True,
-        )
-        ctx.exit(128 + stop.signum)
-    checkpoint = save_run(run, out, metrics)
+    save = checkpointer(out)
+    with StopRequests() as stop:
+        stop.saved(resume)
+        try:
+            metrics = train(
+                run, progress=None if as_json else ClickProgress(), checkpoint=save, stop=stop
+            )
+            with stop.interrupting():
+                checkpoint = save(run, metrics)  # again, with the test accuracy
+        except TrainingInterrupted as interrupted:
+            name = signal.Signals(interrupted.signum).name
+            click.echo(
+                f"\n{name}: stopped in epoch {interrupted.epoch + 1} after batch "
+                f"{interrupted.batch}; checkpoint written to {interrupted.checkpoint}; "
+                f"continue with: ff train --resume {interrupted.checkpoint}",
+                err=True,
+            )
+            ctx.exit(128 + interrupted.signum)
+        except StopNow as now:
+            name = signal.Signals(now.signum).name
+            where = (
+                f"the last checkpoint written is {now.checkpoint}; continue with: "
+                f"ff train --resume {now.checkpoint}"
+                if now.checkpoint
+                else "no checkpoint was written"
+            )
+            click.echo(f"\n{name}: stopped at once; {where}", err=True)
+            ctx.exit(128 + now.signum)
     wall = time.perf_counter() - started
     if as_json:
         summary = {
@@ -178,7 +233,7 @@ def train_command(
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),
         }
-        click.echo(json.dumps(summary))
+        click.echo(json_line(summary))
         return
     click.echo(kept_line(run, metrics))
     click.echo(
