@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffcore.config import MODEL_SETTINGS, TrainConfig
+from ffcore.errors import ConfigError
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.registry import build
 
@@ -31,6 +32,28 @@ PLAIN = "plain"
 _MODEL_OPTIONS = "model_options"
 
 
+def model_settings_first(source: Mapping[str, Any]) -> dict[str, Any]:
+    """``source`` with its ``model_options`` entries that are settings of their own
+    (``layers``, ``lr``, ``threshold``, ``goodness``, ``loss``) moved to those settings,
+    so that they take their source's precedence. One source setting both spellings to
+    different values is a :class:`~ffcore.errors.ConfigError`."""
+    values = dict(source)
+    options = values.get(_MODEL_OPTIONS)
+    if not isinstance(options, Mapping):
+        return values
+    moved = {k: v for k, v in options.items() if k in MODEL_SETTINGS}
+    for key, value in moved.items():
+        if key in values and values[key] != value:
+            raise ConfigError(
+                f"{key} is set twice, to {values[key]!r} and as model_options.{key} = "
+                f"{value!r}: keep one"
+            )
+        values[key] = value
+    if moved:
+        values[_MODEL_OPTIONS] = {k: v for k, v in options.items() if k not in moved}
+    return values
+
+
 def merge_settings(*sources: Mapping[str, Any]) -> dict[str, Any]:
     """Settings from ``sources``, lowest precedence first (e.g. preset, file, options).
 
@@ -39,24 +62,13 @@ def merge_settings(*sources: Mapping[str, Any]) -> dict[str, Any]:
     - a later source wins over an earlier one, key by key;
     - option tables (``model_options``, ``dataset_options``...) merge key by key;
     - a setting that is also a model option (``layers``, ``lr``, ``threshold``,
-      ``goodness``, ``loss``) is one setting under either spelling: ``-O model.layers=[64]``
-      on the command line wins over a recipe's ``layers = [500, 500]``, and ``--layers 64``
-      over a recipe's ``model_options.layers``. Within one source the top-level key wins.
+      ``goodness``, ``loss``) is one setting under either spelling
+      (:func:`model_settings_first`): ``-O model.layers=[64]`` on the command line wins
+      over a recipe's ``layers = [500, 500]``, as ``--layers 64`` does.
     """
     merged: dict[str, Any] = {}
     for source in sources:
-        options = source.get(_MODEL_OPTIONS)
-        mirrored = set(options) & set(MODEL_SETTINGS) if isinstance(options, Mapping) else set()
-        for key in mirrored:  # this source's model option replaces an earlier top-level key
-            merged.pop(key, None)
-        lower_options = merged.get(_MODEL_OPTIONS)
-        if isinstance(lower_options, Mapping):  # this source's key replaces an earlier option
-            replaced = [key for key in MODEL_SETTINGS if key in source]
-            if replaced:
-                merged[_MODEL_OPTIONS] = {
-                    k: v for k, v in lower_options.items() if k not in replaced
-                }
-        for key, value in source.items():
+        for key, value in model_settings_first(source).items():
             earlier = merged.get(key)
             if key.endswith("_options") and isinstance(value, Mapping):
                 merged[key] = {**(earlier if isinstance(earlier, Mapping) else {}), **value}

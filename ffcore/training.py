@@ -24,6 +24,7 @@ from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
 from ffcore.devices import flushing_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
+from ffcore.explosion import GrowthGuard, loss_reference
 from ffcore.interfaces import (
     Batch,
     DataSplits,
@@ -43,6 +44,7 @@ from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.selection import EpochSelection
 from ffcore.signals import StopRequests
+from ffcore.sizing import allocating, check_run_memory
 
 #: Samples per forward pass when evaluating (TryAll multiplies this by the label count).
 EVAL_BATCH_SIZE = 1000
@@ -92,6 +94,8 @@ class TrainingRun:
     skipped: int = 0
     #: Learning rates before the schedule scaled them (set when training starts).
     base_lrs: list[list[float]] | None = None
+    #: The first batch's loss: what a loss that explodes is measured against.
+    loss_reference: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
@@ -117,16 +121,22 @@ def build_run(config: TrainConfig) -> TrainingRun:
     model_spec = plugins.registry("model").get(config.model)
     negatives_spec = plugins.registry("negatives").get(config.negatives)
     data = build("dataset", config.dataset, DataSplits, **dataset_kwargs(config))
+
+    def make_model() -> FFModel:
+        return build(
+            "model",
+            config.model,
+            FFModel,
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            **config.model_kwargs(),
+        )
+
+    check_run_memory(make_model, data, config.batch_size, EVAL_BATCH_SIZE, device)
     torch.manual_seed(config.seed)
-    model = build(
-        "model",
-        config.model,
-        FFModel,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        **config.model_kwargs(),
-    )
-    model.to(device)
+    with allocating("the model"):
+        model = make_model()
+        model.to(device)
     probe_name = config.probe or model.default_probe
     probe = build("probe", probe_name, Probe)
     probe.check(model)
@@ -137,16 +147,17 @@ def build_run(config: TrainConfig) -> TrainingRun:
             f"at most the {len(data.train)} training samples of {data.name!r}",
         )
     negatives = build("negatives", config.negatives, NegativeSampler, **config.negatives_options)
-    data = DataSplits(
-        name=data.name,
-        train=data.train.to(device),
-        val=data.val.to(device) if data.val is not None else None,
-        test=data.test.to(device),
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        class_names=data.class_names,
-        preprocessing=data.preprocessing,
-    )
+    with allocating("the data"):
+        data = DataSplits(
+            name=data.name,
+            train=data.train.to(device),
+            val=data.val.to(device) if data.val is not None else None,
+            test=data.test.to(device),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            class_names=data.class_names,
+            preprocessing=data.preprocessing,
+        )
     return TrainingRun(
         config=config,
         model=model,
@@ -244,6 +255,7 @@ def train(
     progress: Progress | str | None = AUTO,
     *,
     checkpoint: Checkpointer | None = None,
+    stop: StopRequests | None = None,
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
 
@@ -254,20 +266,26 @@ def train(
     Metrics: ``loss`` (last epoch's mean), ``val_acc`` (the kept epoch's, when there is a
     validation split), ``test_acc`` (of the kept epoch's weights, which the model holds
     afterwards), ``kept_epoch``, ``stopped_early``, ``train_seconds``, ``epochs`` and
-    ``skipped_batches``. ``checkpoint`` is
-    called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
-    (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
+    ``skipped_batches``. ``checkpoint`` is called every ``config.save_every`` epochs, when
+    a SIGINT/SIGTERM stops the run (then :class:`~ffcore.errors.TrainingInterrupted` is
+    raised), and once training ends, before the test split is evaluated: a signal during
+    the test then stops at once (:class:`~ffcore.signals.StopNow`) and the trained run is
+    already on disk. ``stop`` is the caller's :class:`~ffcore.signals.StopRequests` when it
+    holds the signal handler beyond training (``ff train`` does, until its last save).
 
     Denormal floats are flushed to zero in the calling thread while it trains, and the
     previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for
     torch's worker threads too).
     """
     with flushing_denormals():
-        return _train(run, console_progress(progress), checkpoint)
+        return _train(run, console_progress(progress), checkpoint, stop or StopRequests())
 
 
 def _train(
-    run: TrainingRun, progress: Progress | None, checkpoint: Checkpointer | None
+    run: TrainingRun,
+    progress: Progress | None,
+    checkpoint: Checkpointer | None,
+    stop: StopRequests,
 ) -> dict[str, float]:
     config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
@@ -299,9 +317,11 @@ def _train(
     metrics: dict[str, float] = {}
     run.selection.restart(model)  # a finished run trained on: from its last weights
     model.train()
+    guard = GrowthGuard(model) if check_finite else None
+    lr_note = f" (it is {config.lr:g})" if config.lr is not None else ""
     if progress is not None:
         progress.train_start(run)
-    with StopRequests() as stop:
+    with stop:
         while run.epoch < config.epochs and not run.selection.stopped:
             epoch = run.epoch
             positions = model.schedule_positions(epoch, config.epochs)
@@ -330,6 +350,8 @@ def _train(
                     run.skipped += 1
                 else:
                     loss_sum = loss_sum + loss
+                    if run.loss_reference is None and guard is not None:
+                        run.loss_reference = loss_reference(loss)  # once per run
                     if wants_batches:
                         hook.fflib_batch_end(run=run, epoch=epoch, batch=run.batch, loss=loss)
                 run.batch += 1
@@ -339,11 +361,14 @@ def _train(
                 if stop.signum is not None:
                     run.loss_sum = float(loss_sum)
                     saved = checkpoint(run) if checkpoint is not None else None
+                    stop.saved(saved)
                     raise TrainingInterrupted(
                         stop.signum, str(saved) if saved else None, epoch, run.batch
                     )
             _health_check(run, names)
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
+            if guard is not None:
+                guard.check(model, epoch, metrics["loss"], run.loss_reference, lr_note)
             if run.data.val is not None and len(run.data.val):
                 metrics["val_acc"] = evaluate(
                     model, run.probe, run.data.val, precision=config.precision
@@ -359,19 +384,24 @@ def _train(
                 progress.epoch_end(epoch + 1, metrics)
             save_due = config.save_every and run.epoch % config.save_every == 0
             if checkpoint is not None and save_due and run.epoch < config.epochs:
-                checkpoint(run)
-    scale_lrs(optimizers, run.base_lrs, 1.0)
-    run.selection.finish(model, run.epoch)  # the kept epoch's weights: tested and saved
-    final: dict[str, float] = {
-        "epochs": float(run.epoch),
-        "train_seconds": time.perf_counter() - started,
-        "skipped_batches": float(run.skipped),
-    }
-    for key in ("loss", "val_acc"):
-        if key in metrics:
-            final[key] = metrics[key]
-    final.update(kept_metrics(run))
-    final["test_acc"] = evaluate(model, run.probe, run.data.test, precision=config.precision)
+                stop.saved(checkpoint(run))
+        scale_lrs(optimizers, run.base_lrs, 1.0)
+        run.selection.finish(model, run.epoch)  # the kept epoch's weights: tested and saved
+        final: dict[str, float] = {
+            "epochs": float(run.epoch),
+            "train_seconds": time.perf_counter() - started,
+            "skipped_batches": float(run.skipped),
+        }
+        for key in ("loss", "val_acc"):
+            if key in metrics:
+                final[key] = metrics[key]
+        final.update(kept_metrics(run))
+        if checkpoint is not None:  # first the trained run goes to disk, then the test
+            stop.saved(checkpoint(run))
+        with stop.interrupting():  # nothing is lost by stopping at once now
+            final["test_acc"] = evaluate(
+                model, run.probe, run.data.test, precision=config.precision
+            )
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
     if progress is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -11,13 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ffcore.cli.json_output import json_line
 from ffcore.cli.setting_options import setting_option
 from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
+from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.progress import NORMAL, QUIET, VERBOSE, ConsoleProgress, count_parameters
+from ffcore.signals import StopNow, StopRequests
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the training modules import torch: ff train --help needs none of it
     from ffcore.training import TrainingRun
 
 OPTION_TABLES = {
@@ -40,6 +42,31 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
     return OPTION_TABLES[kind], option, parse_value(raw)
+
+
+def output_path(run: TrainingRun, resume: str | None, out_given: bool) -> Path:
+    """The checkpoint's path: ``--out``, else (resuming) beside the resumed checkpoint,
+    else ``runs/MODEL-DATASET.pt``."""
+    default = f"{run.names['model']}-{run.names['dataset']}.pt"
+    if resume and not out_given:
+        return resumed_output(Path(resume), run.config.out, default)
+    return Path(run.config.out or f"runs/{default}")
+
+
+def checkpointer(out: Path) -> Any:
+    """Saves a run to ``out`` (or, if that fails, to a fallback it reports once)."""
+    reported: set[str] = set()
+
+    def save(run: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+        from ffcore.runs import save_run
+
+        saved = save_with_fallback(lambda path: save_run(run, path, metrics), out)
+        if saved.problem and saved.problem not in reported:
+            reported.add(saved.problem)
+            click.echo(f"warning: {saved.problem}", err=True)
+        return saved.path
+
+    return save
 
 
 def kept_line(run: TrainingRun, metrics: dict[str, float]) -> str:
@@ -112,11 +139,10 @@ def train_command(
     `ff train --resume` continues from.
     """
     from ffcore.cli.main import flush_denormals_while_running
-    from ffcore.runs import resume_run, save_run
-    from ffcore.training import build_run, train
+    from ffcore.runs import resume_run
+    from ffcore.training import build_run
 
     flush_denormals_while_running()
-
     started = time.perf_counter()
     overrides: dict[str, Any] = {
         key: value
@@ -136,23 +162,64 @@ def train_command(
         file_settings = read_config_file(config_file) if config_file else {}
         # build_run resolves the preset under these settings, as for a TrainConfig in Python
         run = build_run(build_config(file=file_settings, overrides=overrides))
-    config = run.config
-    parameters = count_parameters(run.model)
-    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
-    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
-    progress = None if as_json else ConsoleProgress(verbosity, out=sys.stdout, summary=False)
+    out = output_path(run, resume, "out" in overrides)
+    lock = prepare_output(out)  # before training: a run that cannot be saved does not start
+    verbosity = None if as_json else QUIET if quiet else VERBOSE if verbose else NORMAL
     try:
-        metrics = train(run, progress=progress, checkpoint=lambda current: save_run(current, out))
-    except TrainingInterrupted as stop:
-        name = signal.Signals(stop.signum).name
-        click.echo(
-            f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
-            f"checkpoint written to {stop.checkpoint}; continue with: "
-            f"ff train --resume {stop.checkpoint}",
-            err=True,
-        )
-        ctx.exit(128 + stop.signum)
-    checkpoint = save_run(run, out, metrics)
+        _train_and_save(ctx, run, out, resume, verbosity, started)
+    finally:
+        lock.release()
+
+
+def _train_and_save(
+    ctx: click.Context,
+    run: TrainingRun,
+    out: Path,
+    resume: str | None,
+    verbosity: int | None,
+    started: float,
+) -> None:
+    """Train ``run`` and save it to ``out``, holding the stop handler until it is saved.
+
+    ``verbosity``: :data:`~ffcore.progress.QUIET`, ``NORMAL`` or ``VERBOSE``, or ``None``
+    for ``--json`` (one JSON summary and nothing else). The progress display describes
+    the run first (model, data, which preset its settings started from).
+    """
+    from ffcore.training import train
+
+    config, parameters = run.config, count_parameters(run.model)
+    as_json = verbosity is None
+    progress = None  # the lines below give the test accuracy, with the checkpoint
+    if verbosity is not None:
+        progress = ConsoleProgress(verbosity, out=sys.stdout, summary=False)
+    if resume and verbosity is not None and verbosity > QUIET:
+        click.echo(f"resuming from {resume}")
+    save = checkpointer(out)
+    with StopRequests() as stop:
+        stop.saved(resume)
+        try:
+            metrics = train(run, progress=progress, checkpoint=save, stop=stop)
+            with stop.interrupting():
+                checkpoint = save(run, metrics)  # again, with the test accuracy
+        except TrainingInterrupted as interrupted:
+            name = signal.Signals(interrupted.signum).name
+            click.echo(
+                f"\n{name}: stopped in epoch {interrupted.epoch + 1} after batch "
+                f"{interrupted.batch}; checkpoint written to {interrupted.checkpoint}; "
+                f"continue with: ff train --resume {interrupted.checkpoint}",
+                err=True,
+            )
+            ctx.exit(128 + interrupted.signum)
+        except StopNow as now:
+            name = signal.Signals(now.signum).name
+            where = (
+                f"the last checkpoint written is {now.checkpoint}; continue with: "
+                f"ff train --resume {now.checkpoint}"
+                if now.checkpoint
+                else "no checkpoint was written"
+            )
+            click.echo(f"\n{name}: stopped at once; {where}", err=True)
+            ctx.exit(128 + now.signum)
     wall = time.perf_counter() - started
     if as_json:
         summary = {
@@ -172,9 +239,9 @@ def train_command(
             "preset_reason": run.resolved.reason if run.resolved else None,
             "config": config.to_dict(),
         }
-        click.echo(json.dumps(summary))
+        click.echo(json_line(summary))
         return
-    if not quiet:
+    if verbosity != QUIET:
         click.echo(kept_line(run, metrics))
     click.echo(
         f"test accuracy: {100 * metrics['test_acc']:.2f}%  "

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import ffcore
 from ffcore.cli.main import cli
 from ffcore.config import TrainConfig, build_config
+from ffcore.errors import ConfigError
 from ffcore.recipes import GIVEN, merge_settings, resolve_config
 from ffcore.training import build_run
 
@@ -78,20 +79,15 @@ def test_resolving_twice_changes_nothing() -> None:
             ({"epochs": 1, "model_options": {"a": 1}}, {"model_options": {"b": 2}}),
             {"epochs": 1, "model_options": {"a": 1, "b": 2}},
         ),
-        # -O model.layers=[64] on top of a recipe's layers
+        # -O model.layers=[64] on top of a recipe's layers: one setting, the later wins
         (
-            ({"layers": [500, 500]}, {"model_options": {"layers": [64]}}),
-            {"model_options": {"layers": [64]}},
+            ({"layers": [500, 500]}, {"model_options": {"layers": [64], "norm": "l2"}}),
+            {"layers": [64], "model_options": {"norm": "l2"}},
         ),
         # --layers 64 on top of a recipe's model_options.layers
         (
             ({"model_options": {"layers": [500], "norm": "l2"}}, {"layers": [64]}),
-            {"model_options": {"norm": "l2"}, "layers": [64]},
-        ),
-        # a source that sets a model option of another name keeps the top-level key
-        (
-            ({"lr": 0.1}, {"model_options": {"norm": "l2"}}),
-            {"lr": 0.1, "model_options": {"norm": "l2"}},
+            {"layers": [64], "model_options": {"norm": "l2"}},
         ),
     ],
 )
@@ -99,6 +95,16 @@ def test_merge_settings_is_the_one_precedence_rule(
     sources: tuple[dict[str, Any], ...], expected: dict[str, Any]
 ) -> None:
     assert merge_settings(*sources) == expected
+
+
+def test_one_source_setting_both_spellings_differently_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"lr is set twice, to 0.1 and as model_options.lr"):
+        merge_settings({"lr": 0.1, "model_options": {"lr": 0.2}})
+
+
+def test_python_and_the_file_follow_the_same_rule() -> None:
+    config = resolve_config(TrainConfig(model_options={"layers": [64]})).config
+    assert config.layers == [64] and "layers" not in config.model_options
 
 
 def test_a_model_option_given_on_the_command_line_wins_over_the_recipe(tmp_path: Path) -> None:
@@ -109,8 +115,8 @@ def test_a_model_option_given_on_the_command_line_wins_over_the_recipe(tmp_path:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["model"] == "ffc" and summary["config"]["preset"] == "digits"
-    assert summary["config"]["layers"] is None
-    assert summary["config"]["model_options"]["layers"] == [64]
+    assert summary["config"]["layers"] == [64]
+    assert "layers" not in summary["config"]["model_options"]
     assert summary["parameters"] < 20_000  # one layer of 64, not the recipe's 2x500
     assert summary["preset_reason"] == "dataset recipe"
 

@@ -61,7 +61,7 @@ def test_a_failed_download_says_how_to_work_offline(
     with pytest.raises(DataError) as info:
         ffcore.load_dataset("mnist", root=str(tmp_path))
     message = str(info.value)
-    assert "could not download it into" in message and "name resolution" in message
+    assert "could not download MNIST into" in message and "name resolution" in message
     assert OFFLINE_FIX in message
 
 

@@ -65,6 +65,12 @@ CIFAR10_CLASSES = (
 )
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (torchvision's span several)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
 def default_root() -> Path:
     """``$FFLIB_DATA`` if set, else ``~/.cache/fflib/data``."""
     env = os.environ.get(DATA_ROOT_ENV)
@@ -160,8 +166,9 @@ def _download(dataset: VisionDataset, base: Path) -> None:
             _torchvision(dataset)(str(base), train=train, download=True)
         except Exception as exc:  # network errors, checksum errors, ...
             raise DataError(
-                f"dataset {dataset.name!r}: could not download it into {base} "
-                f"({type(exc).__name__}: {exc}); {dataset.offline_hint(base)}"
+                f"dataset {dataset.name!r}: could not download {dataset.torchvision_class} "
+                f"into {base} "
+                f"({type(exc).__name__}: {first_line(exc)}); {dataset.offline_hint(base)}"
             ) from exc
 
 
@@ -240,7 +247,7 @@ def load_cifar10(
             reason = (
                 "its files do not match CIFAR-10's checksums: a partial or damaged copy"
                 if "corrupted" in str(exc)
-                else f"{type(exc).__name__}: {exc}"
+                else f"{type(exc).__name__}: {first_line(exc)}"
             )
             raise DataError(
                 f"dataset 'cifar10': cannot read {found / CIFAR10_FOLDER} ({reason}); "
