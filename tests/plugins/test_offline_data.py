@@ -53,11 +53,10 @@ def test_a_partly_filled_folder_names_the_missing_files(tmp_path: Path) -> None:
 def test_a_failed_download_says_how_to_work_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class NoNetwork:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            raise OSError("[Errno -3] Temporary failure in name resolution")
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(vision, "_torchvision", lambda dataset: NoNetwork)
+    monkeypatch.setattr(vision, "_torchvision_download", no_network)
     with pytest.raises(DataError) as info:
         ffcore.load_dataset("mnist", root=str(tmp_path))
     message = str(info.value)

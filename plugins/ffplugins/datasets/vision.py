@@ -160,16 +160,24 @@ def _torchvision(dataset: VisionDataset) -> Callable[..., Any]:
     return found
 
 
-def _download(dataset: VisionDataset, base: Path) -> None:
+def _torchvision_download(folder: str, root: Path) -> None:
+    """torchvision's downloader for its data set class ``folder``, into ``root``."""
+    import torchvision
+
+    dataset_class: Callable[..., Any] = getattr(torchvision.datasets, folder)
     for train in (True, False):
-        try:
-            _torchvision(dataset)(str(base), train=train, download=True)
-        except Exception as exc:  # network errors, checksum errors, ...
-            raise DataError(
-                f"dataset {dataset.name!r}: could not download {dataset.torchvision_class} "
-                f"into {base} "
-                f"({type(exc).__name__}: {first_line(exc)}); {dataset.offline_hint(base)}"
-            ) from exc
+        dataset_class(str(root), train=train, download=True)
+
+
+def _download(dataset: VisionDataset, base: Path) -> None:
+    try:
+        _torchvision_download(dataset.torchvision_class, base)
+    except Exception as exc:  # network errors, checksum errors, ...
+        raise DataError(
+            f"dataset {dataset.name!r}: could not download {dataset.torchvision_class} "
+            f"into {base} ({type(exc).__name__}: {first_line(exc)}); "
+            f"{dataset.offline_hint(base)}"
+        ) from exc
 
 
 def _idx_candidates(dataset: VisionDataset, root: str | os.PathLike[str] | None) -> list[Path]:
