@@ -15,9 +15,11 @@ from ffcore.interfaces.layer import (
 from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
+from ffcore.interfaces.pipeline import READOUTS, PipelineModel, StageCost, StageStep
 from ffcore.interfaces.probe import Probe
 
 __all__ = [
+    "READOUTS",
     "Batch",
     "Classifier",
     "DataSplits",
@@ -33,8 +35,11 @@ __all__ = [
     "NegativeSampler",
     "Objective",
     "ObjectiveOptions",
+    "PipelineModel",
     "Probe",
     "Split",
+    "StageCost",
+    "StageStep",
     "inputs_of",
     "require",
     "resolve_threshold",
