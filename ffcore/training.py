@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -40,6 +40,9 @@ from ffcore.registry import build
 from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.signals import StopRequests
+
+if TYPE_CHECKING:
+    from ffcore.distributed.strategy import ParallelTraining
 
 #: Samples per forward pass when evaluating (TryAll multiplies this by the label count).
 EVAL_BATCH_SIZE = 1000
@@ -92,6 +95,9 @@ class TrainingRun:
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
+    #: How this process shares the run with others (``None``: it trains alone); see
+    #: :mod:`ffcore.distributed`.
+    parallel: ParallelTraining | None = None
 
 
 class Progress(Protocol):
@@ -241,6 +247,7 @@ def _train(
 ) -> dict[str, float]:
     config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
+    parallel = run.parallel
     # First: a plugin may register its per-batch observers here, only for the runs that
     # need them, so that idle plugins cost the hot loop nothing.
     hook.fflib_train_start(run=run)
@@ -260,6 +267,10 @@ def _train(
         if isinstance(module, FFLayer):
             module.check_finite = per_layer
     names = {id(module): name for name, module in model.named_modules() if name}
+    if parallel is not None:
+        parallel.start(run)
+    train_batch = model.train_batch if parallel is None else parallel.train_batch
+    score = evaluate if parallel is None else parallel.evaluate
     optimizers = model.optimizers()
     if run.base_lrs is None:
         run.base_lrs = current_lrs(optimizers)
@@ -268,7 +279,7 @@ def _train(
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
-    with StopRequests() as stop:
+    with StopRequests() if parallel is None else parallel.stop_requests() as stop:
         while run.epoch < config.epochs:
             epoch = run.epoch
             positions = model.schedule_positions(epoch, config.epochs)
@@ -288,7 +299,7 @@ def _train(
             ):
                 try:
                     with precision:
-                        loss = model.train_batch(Batch(x, y), run.negatives)
+                        loss = train_batch(Batch(x, y), run.negatives)
                     if check_finite and not bool(torch.isfinite(loss)):
                         raise DivergenceError(f"non-finite loss {float(loss)}")
                 except DivergenceError as exc:
@@ -303,16 +314,27 @@ def _train(
                 run.step += 1
                 if progress is not None:
                     progress.advance()
-                if stop.signum is not None:
-                    run.loss_sum = float(loss_sum)
-                    saved = checkpoint(run) if checkpoint is not None else None
-                    raise TrainingInterrupted(
-                        stop.signum, str(saved) if saved else None, epoch, run.batch
+                signum = (
+                    stop.signum if parallel is None else parallel.agreed_stop(run.step, stop.signum)
+                )
+                if signum is not None:
+                    run.loss_sum = float(
+                        loss_sum if parallel is None else parallel.total_loss(loss_sum)
                     )
-            _health_check(run, names)
+                    saved = checkpoint(run) if checkpoint is not None else None
+                    if parallel is not None:
+                        parallel.finish()
+                    raise TrainingInterrupted(
+                        signum, str(saved) if saved else None, epoch, run.batch
+                    )
+            if parallel is None:
+                _health_check(run, names)
+            else:
+                parallel.agree(lambda: _health_check(run, names))
+                loss_sum = parallel.total_loss(loss_sum)
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
             if run.data.val is not None and len(run.data.val):
-                metrics["val_acc"] = evaluate(
+                metrics["val_acc"] = score(
                     model, run.probe, run.data.val, precision=config.precision
                 )
             metrics["epoch_seconds"] = time.perf_counter() - epoch_started
@@ -335,7 +357,9 @@ def _train(
     for key in ("loss", "val_acc"):
         if key in metrics:
             final[key] = metrics[key]
-    final["test_acc"] = evaluate(model, run.probe, run.data.test, precision=config.precision)
+    final["test_acc"] = score(model, run.probe, run.data.test, precision=config.precision)
+    if parallel is not None:
+        parallel.finish()
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
     return final

@@ -16,7 +16,7 @@ from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
-from ffcore.runs import resume_run, save_run
+from ffcore.runs import resume_run
 from ffcore.training import build_run, train
 
 OPTION_TABLES = {
@@ -89,9 +89,15 @@ def train_command(
     """Train a model, report validation and test accuracy, and save a checkpoint.
 
     Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
-    `ff train --resume` continues from.
+    `ff train --resume` continues from. With --nproc N (or under torchrun) several
+    processes train together: see docs/distributed.md.
     """
+    from ffcore.cli.main import ARGV_KEY
+    from ffcore.distributed.launch import launch_processes, requested_processes
+    from ffcore.distributed.worker import Processes
+
     started = time.perf_counter()
+    processes = Processes.current()  # one of several: this rank's threads and GPU first
     overrides: dict[str, Any] = {
         key: value
         for key, value in options.items()
@@ -101,21 +107,28 @@ def train_command(
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
     recipe: str | None = None  # the data set recipe this run starts from, if any
+    file_settings = read_config_file(config_file) if config_file else {}
+    if not processes.several:
+        nproc = requested_processes(overrides, file_settings, resume)
+        if nproc > 1:  # the launcher runs this same command in each process
+            ctx.exit(launch_processes(nproc, ctx.find_root().meta.get(ARGV_KEY, [])))
     if resume:
         if config_file or "preset" in overrides:
             raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
         run = resume_run(resume, overrides)
     else:
-        file_settings = read_config_file(config_file) if config_file else {}
         start = starting_preset(file_settings, overrides)
         config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
         recipe = start.name if start.reason == "dataset recipe" else None
         run = build_run(config)
+    processes.attach(run)
+    ctx.call_on_close(processes.close)
     config = run.config
     parameters = count_parameters(run.model)
     data = run.data
     out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
-    if not as_json:
+    layout = processes.describe(run)
+    if not as_json and processes.is_main:
         bf16 = config.precision != "fp32"
         val_size = len(data.val) if data.val else 0
         sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
@@ -129,25 +142,30 @@ def train_command(
                 f"settings: the {recipe} recipe (preset {recipe!r}); "
                 f"--preset {PLAIN} for FFLib's generic defaults"
             )
+        if layout:
+            click.echo(layout)
         if resume:
             click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
     try:
         metrics = train(
             run,
-            progress=None if as_json else ClickProgress(),
-            checkpoint=lambda current: save_run(current, out),
+            progress=None if as_json or not processes.is_main else ClickProgress(),
+            checkpoint=lambda current: processes.save(current, out),
         )
     except TrainingInterrupted as stop:
         name = signal.Signals(stop.signum).name
-        click.echo(
-            f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
-            f"checkpoint written to {stop.checkpoint}; continue with: "
-            f"ff train --resume {stop.checkpoint}",
-            err=True,
-        )
+        if processes.is_main:
+            click.echo(
+                f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
+                f"checkpoint written to {stop.checkpoint}; continue with: "
+                f"ff train --resume {stop.checkpoint}",
+                err=True,
+            )
         ctx.exit(128 + stop.signum)
-    checkpoint = save_run(run, out, metrics)
+    checkpoint = processes.save(run, out, metrics)
     wall = time.perf_counter() - started
+    if not processes.is_main:
+        return
     if as_json:
         summary = {
             "model": run.names["model"],
@@ -161,6 +179,7 @@ def train_command(
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),
+            "processes": run.parallel.world_size if run.parallel else 1,
         }
         click.echo(json.dumps(summary))
         return

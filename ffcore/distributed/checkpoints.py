@@ -1,0 +1,105 @@
+"""One ordinary checkpoint for a run that several processes train.
+
+The file is the one-process format (:func:`ffcore.runs.save_run`), so ``ff eval``,
+``ff debug``, :func:`ffcore.checkpoint.load_checkpoint` and ``ff train --resume`` read it
+in a single process, or in any number of processes. Rank 0 writes it:
+
+- data parallel: every rank holds the same weights and optimizer states, so rank 0's are
+  the run's; nothing travels;
+- layer pipeline: each rank holds the current state of its own layers (and the last rank
+  of the read-out), so every rank sends rank 0 the ``state_dict`` entries and the
+  optimizer states it trains, and rank 0 writes the whole model. Rank 0's random
+  generator is the run's (only the first stage draws negatives).
+
+Every rank waits until the file is written before it goes on: a launcher stops all
+ranks as soon as one exits with an error status, which would cut the write short.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ffcore.distributed.faults import communicating
+from ffcore.distributed.pipeline import LayerPipeline, owner_of
+from ffcore.runs import save_run
+from ffcore.training import TrainingRun
+
+
+def _stage_state(run: TrainingRun, pipeline: LayerPipeline) -> dict[str, Any]:
+    """The weights and optimizer states this rank's stage trains."""
+    model = run.model
+    owner = owner_of(model, pipeline.stages)
+    weights = {
+        key: value.detach().cpu()
+        for key, value in model.state_dict().items()
+        if owner(key) == pipeline.stage
+    }
+    names = {id(p): key for key, p in model.named_parameters()}
+    optimizers: dict[int, Any] = {}
+    for index, optimizer in enumerate(model.optimizers()):
+        first = optimizer.param_groups[0]["params"][0]
+        if owner(names.get(id(first), "")) == pipeline.stage:
+            optimizers[index] = optimizer.state_dict()
+    return {"weights": weights, "optimizers": optimizers, "skipped": run.skipped}
+
+
+def gather_stages(run: TrainingRun, pipeline: LayerPipeline) -> None:
+    """Bring every stage's layers and optimizer states into rank 0's model (a collective:
+    every rank of the pipeline calls it)."""
+    # the replicas of a stage (the 2-D layout) hold the same state: the first one sends it
+    state = (
+        _stage_state(run, pipeline)
+        if pipeline.column == 0
+        else {
+            "weights": {},
+            "optimizers": {},
+            "skipped": run.skipped,
+        }
+    )
+    gathered: list[Any] | None = [None] * pipeline.world_size if pipeline.rank == 0 else None
+    with communicating("gathering the layers for the checkpoint"):
+        dist.gather_object(state, gathered, dst=0, group=pipeline.session.control)
+    if gathered is None:
+        return
+    model = run.model
+    weights = model.state_dict()
+    optimizers = model.optimizers()
+    for part in gathered:
+        weights.update(part["weights"])
+        for index, optimizer_state in part["optimizers"].items():
+            optimizers[index].load_state_dict(optimizer_state)
+        run.skipped = max(run.skipped, int(part["skipped"]))
+    model.load_state_dict(weights)
+
+
+def save_distributed(
+    run: TrainingRun, path: str | os.PathLike[str], metrics: dict[str, float] | None = None
+) -> Path:
+    """Write ``run``'s checkpoint from rank 0 (a collective: every rank calls it)."""
+    parallel = run.parallel
+    if isinstance(parallel, LayerPipeline):
+        gather_stages(run, parallel)
+    session = getattr(parallel, "session", None)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    error: BaseException | None = None
+    if rank == 0:
+        try:
+            save_run(run, path, metrics)
+        except BaseException as exc:  # the others must not wait for a write that failed
+            error = exc
+    if session is not None:
+        failed = torch.tensor([error is not None], dtype=torch.int64)
+        with communicating("waiting for rank 0 to write the checkpoint"):
+            dist.all_reduce(failed, group=session.control)
+        if error is None and int(failed.item()):
+            from ffcore.errors import CheckpointError
+
+            raise CheckpointError(f"rank 0 could not write the checkpoint {path}")
+    if error is not None:
+        raise error
+    return Path(path)
