@@ -245,6 +245,7 @@ class DataParallel:
         self.session = session
         self.rank, self.world_size = session.rank, session.world_size
         self.shard, self.shards = session.rank, session.world_size
+        self.replica = self.shard
         self.model: FFModel = run.model
         self.seed = run.config.seed
         self.gradients = GradientAveraging(None, session.device)

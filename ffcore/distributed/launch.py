@@ -52,14 +52,25 @@ def describe_failure(rank: int, exitcode: int, pid: int) -> tuple[str, int]:
     return f"rank {rank} (pid {pid}) exited with status {exitcode}", exitcode
 
 
+#: Signals a launcher sends to stop ranks: a rank ended by one of them was usually stopped
+#: because another failed.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def _root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
-    """The failure that caused the others: a rank killed by a signal before one that
-    exited with an error (which it usually did because it lost that rank), then the
-    earliest, then the lowest rank."""
-    return min(
-        failures.items(),
-        key=lambda item: (item[1].exitcode >= 0, item[1].timestamp, item[0]),
-    )
+    """The failure that caused the others: a rank killed by a signal no launcher sends
+    (SIGKILL, SIGSEGV...), then one that exited with an error status, then one the
+    launcher stopped; the earliest, then the lowest rank, among equals."""
+
+    def order(item: tuple[int, Any]) -> tuple[int, float, int]:
+        rank, failure = item
+        if failure.exitcode >= 0:
+            kind = 1
+        else:
+            kind = 2 if -failure.exitcode in [int(s) for s in _STOP_SIGNALS] else 0
+        return kind, failure.timestamp, rank
+
+    return min(failures.items(), key=order)
 
 
 def launch_processes(nproc: int, argv: Sequence[str]) -> int:
@@ -83,9 +94,15 @@ def launch_processes(nproc: int, argv: Sequence[str]) -> int:
         logs_specs=DefaultLogsSpecs(),
         shutdown_timeout=SHUTDOWN_SECONDS,
     )
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its warnings repeat what the ranks print themselves
+    # what the launcher logs, the ranks and this module say in fewer words
+    quiet = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("torch.distributed.elastic")
+    ]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, entrypoint=sys.executable)(*worker_command(argv))
     except ChildFailedError as failed:
@@ -96,7 +113,8 @@ def launch_processes(nproc: int, argv: Sequence[str]) -> int:
     except SignalException as stopped:
         return 128 + int(stopped.sigval)
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     return 0
 
 

@@ -140,6 +140,7 @@ class LayerPipeline:
         )
         self.column = next(i for i, ranks in enumerate(layout) if self.rank in ranks)
         self.columns = len(layout)
+        self.replica = self.column
         self.ranks = layout[self.column]
         self.stage = self.ranks.index(self.rank)
         self.model: PipelineModel = check_pipeline(run, len(self.ranks))

@@ -33,6 +33,10 @@ class ParallelTraining(Protocol):
     whole_model: bool
     #: Whether this rank trains the parameters outside the FF layers (a read-out).
     owns_readout: bool
+    #: Which copy of its layers this rank holds: 0 for the first (data parallel: the
+    #: rank; a pipeline: its column in the 2-D layout). Copies hold the same weights, so
+    #: what one reports (TensorBoard traces) the others need not.
+    replica: int
 
     def start(self, run: TrainingRun) -> None:
         """Training is about to start (after the trainer configured the layers)."""
