@@ -33,6 +33,7 @@ from ffcore.interfaces import Batch, FFModel, PipelineModel, StageCost
 from ffcore.registry import build
 from ffcore.runs import save_run
 from ffcore.training import build_run
+from tests.distributed.helpers import free_port
 
 LAUNCHED = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
 
@@ -93,7 +94,7 @@ def test_shares_of_a_batch_cover_it_and_seeds_differ_by_rank_and_batch() -> None
     for total, ranks in [(7, 2), (1, 2), (128, 3)]:
         bounds = [shard_bounds(total, rank, ranks) for rank in range(ranks)]
         assert bounds[0][0] == 0 and bounds[-1][1] == total
-        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
         sizes = [stop - start for start, stop in bounds]
         assert max(sizes) - min(sizes) <= 1
     seeds = {rank_seed(0, rank, step) for rank in range(4) for step in range(50)}
@@ -161,33 +162,37 @@ def test_stage_steps_chained_in_one_process_are_the_models_step(settings: dict[s
     run = run_of(**settings)
     whole = run.model
     staged = copy.deepcopy(whole)
-    assert isinstance(staged, PipelineModel)
+    stages = staged
+    assert isinstance(stages, PipelineModel)
     x, y = run.data.train.x[:20], run.data.train.y[:20]
     for _ in range(3):
         state = torch.get_rng_state()
         whole_loss = whole.train_batch(Batch(x, y), run.negatives)
         torch.set_rng_state(state)
-        first = staged.train_stage(Batch(x, y), run.negatives, None, range(0, 1))
-        second = staged.train_stage(Batch(x, y), run.negatives, first.send, range(1, 3))
+        first = stages.train_stage(Batch(x, y), run.negatives, None, range(0, 1))
+        second = stages.train_stage(Batch(x, y), run.negatives, first.send, range(1, 3))
         assert float(first.loss + second.loss) == pytest.approx(float(whole_loss), rel=1e-6)
     for key, value in snapshot(whole).items():
         assert torch.equal(staged.state_dict()[key], value), key
     test_x = run.data.test.x[:30]
-    readouts = {"goodness": whole.goodness_per_label(test_x)}  # type: ignore[attr-defined]
+    readouts = {"goodness": getattr(whole, "goodness_per_label")(test_x)}  # noqa: B009
     if settings["model"] == "ffc":
-        readouts["logits"] = whole.logits(test_x)  # type: ignore[attr-defined]
+        readouts["logits"] = getattr(whole, "logits")(test_x)  # noqa: B009
     for readout, expected in readouts.items():
-        below = staged.score_stage(test_x, None, range(0, 2), readout)
-        (scores,) = staged.score_stage(test_x, below, range(2, 3), readout)
+        below = stages.score_stage(test_x, None, range(0, 2), readout)
+        (scores,) = stages.score_stage(test_x, below, range(2, 3), readout)
         assert torch.equal(scores, expected), readout
 
 
 @pytest.fixture
 def lone_group() -> Any:
     """A gloo process group of this process alone (world size 1)."""
-    store = dist.HashStore()
     dist.init_process_group(
-        "gloo", store=store, rank=0, world_size=1, timeout=timedelta(seconds=30)
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{free_port()}",
+        rank=0,
+        world_size=1,
+        timeout=timedelta(seconds=30),
     )
     yield dist.group.WORLD
     dist.destroy_process_group()
@@ -205,7 +210,7 @@ def test_a_failed_check_fails_on_every_rank(lone_group: Any) -> None:
     def fails() -> None:
         raise DivergenceError("layer 'layers.1' went silent")
 
-    with pytest.raises(DivergenceError, match="rank 0: layer 'layers.1' went silent"):
+    with pytest.raises(DivergenceError, match=r"rank 0: layer 'layers\.1' went silent"):
         agree_on_failure(fails, lone_group, all_must_fail=False)
     agree_on_failure(lambda: None, lone_group, all_must_fail=True)
 
