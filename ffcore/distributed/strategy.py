@@ -35,7 +35,7 @@ class ParallelTraining(Protocol):
     owns_readout: bool
     #: Which copy of its layers this rank holds: 0 for the first (data parallel: the
     #: rank; a pipeline: its column in the 2-D layout). Copies hold the same weights, so
-    #: what one reports (TensorBoard traces) the others need not.
+    #: what one reports (traces of its steps) the others need not.
     replica: int
 
     def start(self, run: TrainingRun) -> None:
