@@ -287,6 +287,14 @@ def analytic_rows(single: dict[str, Any], case: Case) -> list[dict[str, Any]]:
     return rows
 
 
+def bound_text(batch: float) -> str:
+    """A communication-bound batch size for the table: ``none`` when no batch of one
+    sample or more is, ``every batch`` when all are."""
+    if batch == float("inf"):
+        return "every batch"
+    return "none" if batch < 1 else f"{batch:,.0f}"
+
+
 def load() -> str:
     try:
         return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -369,9 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {model_row['net']} | {model_row['batch']} | {model_row['gbit']} | "
                 f"{model_row['pipeline_speedup']:.2f}x on {model_row['nodes']} | "
-                f"{model_row['pipeline_bound_batch']:.1f} | "
+                f"{bound_text(model_row['pipeline_bound_batch'])} | "
                 f"{model_row['data_parallel_speedup']:.2f}x on {model_row['nodes']} | "
-                f"{model_row['data_parallel_bound_batch']:.0f} |"
+                f"{bound_text(model_row['data_parallel_bound_batch'])} |"
             )
     print(f"\n# {load()} at the end")
     return 0
