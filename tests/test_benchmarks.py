@@ -204,8 +204,9 @@ def test_the_scaling_model_is_bounded_by_the_slowest_stage_and_the_links() -> No
     assert scaling.pipeline_speedup([1.0, 3.0], [8.0, 0.0], fast) == pytest.approx(4 / 3)
     # a 1-second transfer (125 MB at 1 Gbit/s) behind 10 ms layers
     assert scaling.pipeline_speedup([0.01, 0.01], [1.25e8, 0.0], 1.0) < 0.03
+    # four nodes: a quarter of the work each, plus six 50-microsecond hops per layer
     assert scaling.data_parallel_speedup([1.0, 1.0], [10, 10], 4, fast) == pytest.approx(
-        4, rel=1e-3
+        4, rel=1e-2
     )
     # one layer of 1e8 parameters on 2 nodes at 1 Gbit/s: 3.2 s of all-reduce for 1 s of work
     assert scaling.data_parallel_speedup([1.0], [10**8], 2, 1.0) < 0.3
