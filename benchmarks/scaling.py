@@ -13,9 +13,13 @@ train through FFLib's own :class:`~ffcore.distributed.DataParallel` and
 :class:`~ffcore.distributed.LayerPipeline`, gloo on 127.0.0.1. For each two-process run
 it prints the bytes each rank sends per batch and the share of its time each rank waits
 (data parallel: in the gradient all-reduces; pipeline: for the stage below or the one
-above). It also prints each layer's measured step time (one thread) and, from those and
-the bytes per batch, the analytic model of docs/distributed.md: the pipeline on N layers
-over N nodes, and data parallel on N nodes, at 1, 10 and 100 Gbit/s.
+above), and the CPU time each process spends per batch, its own threads and torch's
+communication threads together: on a busy machine, where wall-clock figures depend on
+what else runs, the CPU time still says what the work costs, and "from CPU time" is the
+speed-up two idle cores would give (one process's CPU time per batch over the busiest
+rank's). It also prints each layer's measured CPU time per step (one thread) and, from those and the bytes per batch, the analytic
+model of docs/distributed.md: the pipeline on N layers over N nodes, and data parallel
+on N nodes, at 1, 10 and 100 Gbit/s.
 
 The machine's load is printed with the figures: on a shared machine they move a lot.
 """
@@ -112,22 +116,25 @@ def time_one_process(case: Case, threads: int) -> dict[str, Any]:
     clock = [0.0]
 
     class LayerClock:
+        """Each layer's CPU time: with one thread, its compute time on an idle core."""
+
         def layer_trained(self, index: int, layer: Any, result: Any) -> None:
-            now = time.perf_counter()
+            now = time.process_time()
             layer_seconds[index] = layer_seconds.get(index, 0.0) + now - clock[0]
             clock[0] = now
 
     for i in range(case.warmup):
         run.model.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
     run.model.observer = LayerClock()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(case.batches):
-        clock[0] = time.perf_counter()
+        clock[0] = time.process_time()
         run.model.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     layers = [1000 * layer_seconds[i] / case.batches for i in sorted(layer_seconds)]
     return {
         "samples_per_s": case.batches * case.batch / wall,
+        "cpu_ms_per_batch": 1000 * cpu / case.batches,
         "layer_ms": layers,
         "parameters": [sum(p.numel() for p in layer.parameters()) for layer in run.model.layers],
     }
@@ -166,11 +173,11 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
                     parallel.seconds_computing = 0.0
                     if parallel.outbox is not None:
                         parallel.outbox.bytes_sent = 0
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for i in range(case.batches):
                     parallel.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
                 dist.barrier()
-                wall = time.perf_counter() - started
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
                 if mode == "data":
                     waiting = parallel.gradients.seconds_reducing
                     sent = parallel.gradients.bytes_reduced
@@ -188,6 +195,7 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
                         "rank": env.rank,
                         "holds": where,
                         "samples_per_s": case.batches * case.batch / wall,
+                        "cpu_ms_per_batch": 1000 * cpu / case.batches,
                         "wait_share": waiting / wall,
                         "bytes_per_batch": sent / case.batches,
                     }
@@ -339,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                 "two_processes": speed,
                 "vs_1_thread": speed / one["samples_per_s"],
                 "vs_2_threads": speed / two["samples_per_s"],
+                # what two idle cores would give: the busiest rank's CPU time per batch
+                "cpu_bound": one["cpu_ms_per_batch"] / max(r["cpu_ms_per_batch"] for r in per_rank),
                 "layer_ms_1_thread": one["layer_ms"],
                 "ranks": per_rank,
             }
@@ -347,20 +357,24 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| net | batch | mode | 1 process, 1 thread | 1 process, 2 threads | 2 processes | "
-        "vs 1 thread | vs 2 threads | bytes sent per batch (rank 0) | waiting (rank 0, rank 1) |"
+        "vs 1 thread | vs 2 threads | bytes sent per batch (rank 0) | waiting (rank 0, rank 1) "
+        "| CPU ms per batch: 1 process (1 thread); rank 0, rank 1 | from CPU time |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         waits = ", ".join(f"{100 * r['wait_share']:.0f}%" for r in row["ranks"])
+        cpus = ", ".join(f"{r['cpu_ms_per_batch']:.0f}" for r in row["ranks"])
+        alone = single[(row["net"], row["batch"], 1)]["cpu_ms_per_batch"]
         sent = row["ranks"][0]["bytes_per_batch"] / 2**20
         print(
             f"| {row['net']} | {row['batch']} | {row['mode']} | "
             f"{row['one_process_1_thread']:,.0f} | {row['one_process_2_threads']:,.0f} | "
             f"{row['two_processes']:,.0f} | {row['vs_1_thread']:.2f}x | "
-            f"{row['vs_2_threads']:.2f}x | {sent:.1f} MiB | {waits} |"
+            f"{row['vs_2_threads']:.2f}x | {sent:.1f} MiB | {waits} | {alone:.0f}; {cpus} | "
+            f"{row['cpu_bound']:.2f}x |"
         )
     print()
-    print("| net | batch | layer step times, 1 thread (ms) |")
+    print("| net | batch | layer step CPU times, 1 thread (ms) |")
     print("| --- | --- | --- |")
     for case in cases:
         times = single[(case.net, case.batch, 1)]["layer_ms"]
