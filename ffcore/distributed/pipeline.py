@@ -171,7 +171,10 @@ class LayerPipeline:
 
     def describe(self) -> str:
         """The split, for the run's first lines."""
-        return describe_split(self.stages, self.costs)
+        split = describe_split(self.stages, self.costs)
+        if self.columns == 1:
+            return split
+        return f"{split}; {self.columns} processes per stage, each on a share of every batch"
 
     # --- the trainer's hooks -----------------------------------------------------------
 

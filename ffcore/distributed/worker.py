@@ -88,8 +88,6 @@ class Processes:
             line += f": {parallel.describe()}"
         elif isinstance(parallel, DataParallel):
             line += f": each rank trains on 1/{parallel.shards} of every batch"
-        else:
-            line += f": {parallel.describe()}"  # type: ignore[attr-defined]
         return line
 
     def close(self) -> None:
