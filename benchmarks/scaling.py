@@ -17,9 +17,9 @@ above), and the CPU time each process spends per batch, its own threads and torc
 communication threads together: on a busy machine, where wall-clock figures depend on
 what else runs, the CPU time still says what the work costs, and "from CPU time" is the
 speed-up two idle cores would give (one process's CPU time per batch over the busiest
-rank's). It also prints each layer's measured CPU time per step (one thread) and, from those and the bytes per batch, the analytic
-model of docs/distributed.md: the pipeline on N layers over N nodes, and data parallel
-on N nodes, at 1, 10 and 100 Gbit/s.
+rank's). It also prints each layer's measured CPU time per step (one thread) and, from
+those and the bytes per batch, the analytic model of docs/distributed.md: the pipeline
+on N layers over N nodes, and data parallel on N nodes, at 1, 10 and 100 Gbit/s.
 
 The machine's load is printed with the figures: on a shared machine they move a lot.
 """
