@@ -97,7 +97,8 @@ def train_command(
     from ffcore.distributed.worker import Processes
 
     started = time.perf_counter()
-    processes = Processes.current()  # one of several: this rank's threads and GPU first
+    processes = Processes.current()  # one of several: its threads, GPU and process group
+    ctx.call_on_close(processes.close)
     overrides: dict[str, Any] = {
         key: value
         for key, value in options.items()
@@ -115,14 +116,15 @@ def train_command(
     if resume:
         if config_file or "preset" in overrides:
             raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
-        run = resume_run(resume, overrides)
+        with processes.rank_zero_first():
+            run = resume_run(resume, overrides)
     else:
         start = starting_preset(file_settings, overrides)
         config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
         recipe = start.name if start.reason == "dataset recipe" else None
-        run = build_run(config)
+        with processes.rank_zero_first():
+            run = build_run(config)
     processes.attach(run)
-    ctx.call_on_close(processes.close)
     config = run.config
     parameters = count_parameters(run.model)
     data = run.data

@@ -4,7 +4,7 @@
 each process who it is through environment variables: ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``.
 :meth:`DistEnvironment.detect` reads them; :func:`start_session` joins the process group:
-gloo on the CPU, NCCL on CUDA with one GPU per local rank. Every operation has a finite
+gloo for CPU tensors, NCCL for CUDA tensors, one GPU per local rank. Every operation has a finite
 timeout (:data:`TIMEOUT_ENV`, five minutes by default), so a rank that stops answering
 ends the run with an error instead of a hang.
 
@@ -120,14 +120,15 @@ def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
 
 @dataclass
 class Session:
-    """A joined process group: this rank, its device and the control group."""
+    """A joined process group: this rank, the control group, and the device its run
+    trains on (set once the run is built)."""
 
     env: DistEnvironment
-    device: torch.device
     backend: str
     #: A gloo group of every rank, for small control messages on the CPU.
     control: dist.ProcessGroup
     timeout: timedelta
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _links: dict[tuple[int, int], dist.ProcessGroup] = field(default_factory=dict)
     _made: set[tuple[int, int]] = field(default_factory=set)
 
@@ -167,22 +168,23 @@ def device_of(env: DistEnvironment, device: torch.device) -> torch.device:
     return device
 
 
-def start_session(env: DistEnvironment, device: torch.device) -> Session:
-    """Join the run's process group (gloo on the CPU, NCCL on CUDA) and make the control
-    group. The launcher's ``MASTER_ADDR`` and ``MASTER_PORT`` say where to meet."""
+def start_session(env: DistEnvironment, device: torch.device | None = None) -> Session:
+    """Join the run's process group and make the control group. The launcher's
+    ``MASTER_ADDR`` and ``MASTER_PORT`` say where to meet.
+
+    The group takes CPU tensors with gloo and, where CUDA and NCCL are there, CUDA
+    tensors with NCCL, so it can start before the run (and its device) is built.
+    """
     timeout = timedelta(seconds=timeout_seconds())
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    nccl = torch.cuda.is_available() and dist.is_nccl_available()
+    backend = "cpu:gloo,cuda:nccl" if nccl else "gloo"
     if not dist.is_initialized():
-        kwargs: dict[str, object] = {}
-        if backend == "nccl":
-            kwargs["device_id"] = device
         dist.init_process_group(
-            backend=backend,
-            rank=env.rank,
-            world_size=env.world_size,
-            timeout=timeout,
-            **kwargs,  # type: ignore[arg-type]
+            backend=backend, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
     control = dist.new_group(backend="gloo", timeout=timeout)
     assert isinstance(control, dist.ProcessGroup)  # every rank is in it
-    return Session(env=env, device=device, backend=backend, control=control, timeout=timeout)
+    session = Session(env=env, backend=backend, control=control, timeout=timeout)
+    if device is not None:
+        session.device = device_of(env, device)
+    return session

@@ -2,17 +2,21 @@
 
 One process (no launcher variables): nothing changes. One of several (started by
 ``torchrun`` or ``ff train --nproc``): the process takes its share of the cores and its
-GPU before the run is built, joins the process group once it is, and trains with the
-parallel layout the settings ask for; only rank 0 prints, and checkpoints are written
-by rank 0 for all.
+GPU and joins the process group; rank 0 builds its run first (loading, perhaps
+downloading, the data set) and the others after it, so that no two processes download
+into the same folder at once; then each trains with the parallel layout the settings ask
+for. Only rank 0 prints, and checkpoints are written by rank 0 for all.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from ffcore.distributed.checkpoints import save_distributed
 from ffcore.distributed.data_parallel import DataParallel
@@ -23,8 +27,10 @@ from ffcore.distributed.environment import (
     prepare_process,
     start_session,
 )
+from ffcore.distributed.faults import communicating
 from ffcore.distributed.grid import make_parallel
 from ffcore.distributed.pipeline import LayerPipeline
+from ffcore.errors import FFLibError
 from ffcore.runs import save_run
 from ffcore.training import TrainingRun
 
@@ -33,17 +39,19 @@ class Processes:
     """The processes an ``ff train`` command runs in: this one alone, or one rank of
     several (see the module doc)."""
 
-    def __init__(self, env: DistEnvironment | None) -> None:
+    def __init__(self, env: DistEnvironment | None, session: Session | None = None) -> None:
         self.env = env
-        self.session: Session | None = None
+        self.session = session
 
     @classmethod
     def current(cls) -> Processes:
-        """From the launcher's environment variables; sets this rank's threads and GPU."""
+        """From the launcher's environment variables: this rank's threads and GPU set,
+        the process group joined."""
         env = DistEnvironment.detect()
-        if env is not None:
-            prepare_process(env)
-        return cls(env)
+        if env is None:
+            return cls(None)
+        prepare_process(env)
+        return cls(env, start_session(env))
 
     @property
     def several(self) -> bool:
@@ -55,12 +63,40 @@ class Processes:
         """Whether this process prints (rank 0, or the only one)."""
         return self.env is None or self.env.is_main
 
+    @contextmanager
+    def rank_zero_first(self) -> Iterator[None]:
+        """Run the block on rank 0, then on the other ranks (once rank 0 is through it):
+        building a run may download its data set, which two processes must not do into
+        the same folder at once. A failure on rank 0 stops the others too."""
+        if self.session is None:
+            yield
+            return
+        first = self.session.rank == 0
+        failed = torch.zeros(1, dtype=torch.int64)
+        try:
+            if first:
+                try:
+                    yield
+                except BaseException:
+                    failed[0] = 1
+                    raise
+        finally:
+            if first:
+                with communicating("waiting for rank 0 to build the run"):
+                    dist.all_reduce(failed, group=self.session.control)
+        if not first:
+            with communicating("waiting for rank 0 to build the run"):
+                dist.all_reduce(failed, group=self.session.control)
+            if int(failed.item()):
+                raise FFLibError("rank 0 could not build the run (its error says why)")
+            yield
+
     def attach(self, run: TrainingRun) -> None:
-        """Join the process group and give ``run`` its parallel layout (several only)."""
-        if self.env is None:
+        """Give ``run`` its parallel layout on the joined process group (several only)."""
+        if self.env is None or self.session is None:
             return
         run.device = device_of(self.env, run.device)
-        self.session = start_session(self.env, run.device)
+        self.session.device = run.device
         run.parallel = make_parallel(self.session, run)
 
     def save(
@@ -81,7 +117,8 @@ class Processes:
             return None
         threads = torch.get_num_threads()
         line = (
-            f"processes: {session.world_size} ({session.backend}, {threads} "
+            f"processes: {session.world_size} "
+            f"({'nccl' if session.device.type == 'cuda' else 'gloo'}, {threads} "
             f"thread{'s' if threads > 1 else ''} each), parallel {parallel.mode}"
         )
         if isinstance(parallel, LayerPipeline):

@@ -110,8 +110,7 @@ def main(argv: list[str]) -> int:
     env = DistEnvironment.detect()
     assert env is not None, "run me with the launcher's variables set"
     prepare_process(env)
-    processes = Processes(env)
-    processes.session = start_session(env, torch.device("cpu"))
+    processes = Processes(env, start_session(env, torch.device("cpu")))
     try:
         for name in names:
             try:
