@@ -4,7 +4,11 @@ Concrete layers, models, datasets and the rest are plugins (see ``ffplugins`` fo
 built-ins); this package only defines what they implement and how they are found.
 """
 
+from __future__ import annotations
+
+import os
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from ffcore.components import KINDS, ComponentSpec, Registry
 from ffcore.errors import (
@@ -39,6 +43,21 @@ from ffcore.registry import (
     list_probes,
     load_dataset,
 )
+
+if TYPE_CHECKING:
+    from ffcore.inference import TrainedModel
+
+
+def load(path: str | os.PathLike[str], **options: Any) -> TrainedModel:
+    """A trained model from a checkpoint or an exported ``.safetensors`` file, ready to
+    classify raw data: ``ffcore.load("runs/ffc-digits.pt").predict(images)``.
+
+    See :func:`ffcore.inference.load` for the options (``device``, ``probe``...).
+    """
+    from ffcore.inference import load as load_trained
+
+    return load_trained(path, **options)
+
 
 try:
     __version__ = metadata.version("fflib")
@@ -80,5 +99,6 @@ __all__ = [
     "list_negatives",
     "list_presets",
     "list_probes",
+    "load",
     "load_dataset",
 ]

@@ -84,12 +84,14 @@ def save_checkpoint(
     num_classes: int,
     extra: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically; return the path.
 
     ``model_options`` must be JSON-serialisable: they rebuild the model on load. ``extra``
     goes into the description as is (epoch, metrics, dataset, probe, config...). ``state``
-    (plain tensors and numbers: RNG states, counters) is what resuming needs.
+    (plain tensors and numbers: RNG states, counters) is what resuming needs. ``weights``
+    are saved as the model's instead of its current ones (a run's kept epoch).
     """
     source = component_source("model", model_name)
     meta: dict[str, Any] = {
@@ -110,7 +112,7 @@ def save_checkpoint(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "meta": meta_json,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in (weights or model.state_dict()).items()},
         "optimizers": [optimizer.state_dict() for optimizer in model.optimizers()],
         "state": state,
     }

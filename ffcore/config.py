@@ -185,6 +185,21 @@ class TrainConfig:
         expected="'error', 'skip' or 'off'",
         resumable=True,
     )
+    keep: str | None = setting_field(
+        None,
+        "Which epoch's weights to keep: best (highest validation accuracy) or last. "
+        "Default: best when there is a validation split, else last.",
+        choices=("best", "last"),
+        expected="'best' or 'last'",
+    )
+    early_stop: int = setting_field(
+        0,
+        "Stop after N epochs without a higher validation accuracy (0: never).",
+        expected="a non-negative number of epochs (0: off)",
+        check=lambda n: n >= 0,
+        resumable=True,
+        metavar="N",
+    )
     model_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
     dataset_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)
     negatives_options: dict[str, Any] = setting_field({}, expected=_OPTIONS, cli=False)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ffcore.errors import DataError
-from ffcore.interfaces import DataSplits, Split
+from ffcore.interfaces import DataSplits, Preprocessing, Split
 from ffcore.validate import number, positive_int
 
 
@@ -38,11 +38,13 @@ def make_splits(
     use: float = 1.0,
     seed: int = 0,
     class_names: Sequence[str] = (),
+    preprocessing: Preprocessing | None = None,
 ) -> DataSplits:
     """Build :class:`DataSplits` from full train and test tensors.
 
     ``use`` keeps that fraction of each split (drawn with ``seed``); ``val_split`` then
-    moves that fraction of the training data to a validation split.
+    moves that fraction of the training data to a validation split. ``preprocessing``
+    is how ``train`` and ``test`` were made from raw data (see :class:`Preprocessing`).
     """
     val_split = check_fraction("val_split", val_split, allow_zero=True, allow_one=False)
     use = check_fraction("use", use, allow_zero=False, allow_one=True)
@@ -68,6 +70,7 @@ def make_splits(
         input_shape=tuple(train_x.shape[1:]),
         num_classes=num_classes,
         class_names=tuple(class_names),
+        preprocessing=preprocessing,
     )
 
 

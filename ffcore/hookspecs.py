@@ -162,7 +162,7 @@ def fflib_layer_goodness(
 
 
 #: The ``ff`` subcommands the core provides: no plugin command may take these names.
-CORE_COMMANDS: frozenset[str] = frozenset({"train", "eval", "list-plugins"})
+CORE_COMMANDS: frozenset[str] = frozenset({"train", "eval", "predict", "export", "list-plugins"})
 
 #: Registration hook name for each component kind.
 REGISTRATION_HOOKS: dict[str, str] = {

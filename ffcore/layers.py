@@ -130,12 +130,26 @@ def flatten_inputs(x: Tensor, features: int, owner: str) -> Tensor:
     return flat
 
 
+#: ``torch.jit``, whose tracing helpers are not typed.
+_JIT: Any = torch.jit
+
+
+def tracing() -> bool:
+    """Whether the code runs under ``torch.export``, ``torch.compile`` or ``torch.jit.trace``.
+
+    Blocking a batch into pieces of a fixed size (a speed-up in eager mode) makes the
+    number of pieces depend on the batch size, which a graph with a dynamic batch cannot
+    hold: traced, models process the batch in one piece.
+    """
+    return bool(torch.compiler.is_compiling() or _JIT.is_tracing())
+
+
 def images_per_block(x: Tensor, num_classes: int, cpu_rows: int) -> int:
     """How many of ``x``'s images to score for every label at once: all of them on
-    accelerators; on the CPU, enough for about ``cpu_rows`` rows (images times labels,
-    at least one image), whose activations stay in the cache from one operation to the
-    next."""
-    if x.device.type != "cpu":
+    accelerators and when traced (see :func:`tracing`); on the CPU, enough for about
+    ``cpu_rows`` rows (images times labels, at least one image), whose activations stay
+    in the cache from one operation to the next."""
+    if x.device.type != "cpu" or tracing():
         return x.shape[0]
     return max(1, cpu_rows // num_classes)
 

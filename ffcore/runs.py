@@ -27,6 +27,7 @@ from ffcore.components import KINDS
 from ffcore.config import TrainConfig, resumable_settings
 from ffcore.errors import CheckpointError, InvalidValueError
 from ffcore.run_data import dataset_kwargs
+from ffcore.selection import copy_weights
 from ffcore.training import TrainingRun, build_run
 
 
@@ -45,6 +46,7 @@ def training_state(run: TrainingRun) -> dict[str, Any]:
         "loss_sum": run.loss_sum,
         "skipped": run.skipped,
         "base_lrs": run.base_lrs,
+        "selection": run.selection.state_dict(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -56,6 +58,11 @@ def save_run(
     """Write ``run`` (model, optimizers, training state, description) to ``path``."""
     config, data = run.config, run.data
     components = component_names(run)
+    kept, training = run.selection.saved_weights(run.model, run.epoch, run.batch)
+    state = training_state(run)
+    if training is not None:
+        state["resume_weights"] = {k: v.detach().cpu() for k, v in training.items()}
+    finished = run.epoch >= config.epochs or run.selection.stopped
     return save_checkpoint(
         path,
         run.model,
@@ -71,13 +78,16 @@ def save_run(
             "component_sources": component_sources(components),
             "epoch": run.epoch,
             "batch": run.batch,
-            "complete": run.epoch >= config.epochs and run.batch == 0,
+            "complete": finished and run.batch == 0,
+            "kept_epoch": run.selection.kept_epoch(run.epoch),
             "metrics": dict(metrics) if metrics else (run.history[-1] if run.history else {}),
             "history": run.history,
             "config": config.to_dict(),
             "class_names": list(data.class_names),
+            "preprocessing": None if data.preprocessing is None else data.preprocessing.to_dict(),
         },
-        state=training_state(run),
+        state=state,
+        weights=kept,
     )
 
 
@@ -110,7 +120,27 @@ def resume_run(
     run.loss_sum, run.skipped = float(state["loss_sum"]), int(state["skipped"])
     run.base_lrs = state["base_lrs"]
     run.history = list(meta.get("history", []))
+    restore_selection(run, state, path)
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return run
+
+
+def restore_selection(
+    run: TrainingRun, state: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """The kept weights (now in the model) held aside again, the counters restored, and
+    the weights training had reached put back into the model."""
+    selection = run.selection
+    selection.load_state_dict(state.get("selection") or {})
+    if selection.keep == "best" and selection.best_epoch:
+        selection.best_weights = copy_weights(run.model)
+    resume_weights = state.get("resume_weights")
+    if resume_weights is not None:
+        try:
+            run.model.load_state_dict(resume_weights)
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{path}: training weights do not fit this model: {exc}"
+            ) from None

@@ -39,6 +39,7 @@ from ffcore.precision import autocast
 from ffcore.registry import build
 from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
+from ffcore.selection import EpochSelection
 from ffcore.signals import StopRequests
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class TrainingRun:
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
+    #: Which epoch's weights the run keeps and when it stops early (``keep``, ``early_stop``).
+    selection: EpochSelection = field(default_factory=EpochSelection)
     #: How this process shares the run with others (``None``: it trains alone); see
     #: :mod:`ffcore.distributed`.
     parallel: ParallelTraining | None = None
@@ -149,6 +152,7 @@ def build_run(config: TrainConfig) -> TrainingRun:
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         class_names=data.class_names,
+        preprocessing=data.preprocessing,
     )
     return TrainingRun(
         config=config,
@@ -163,6 +167,11 @@ def build_run(config: TrainConfig) -> TrainingRun:
             "probe": plugins.registry("probe").get(probe_name).name,
             "negatives": negatives_spec.name,
         },
+        selection=EpochSelection.for_run(
+            config.keep,
+            config.early_stop,
+            has_validation=data.val is not None and len(data.val) > 0,
+        ),
     )
 
 
@@ -220,6 +229,18 @@ def _divergence_message(run: TrainingRun, exc: DivergenceError, names: dict[int,
     )
 
 
+def kept_metrics(run: TrainingRun) -> dict[str, float]:
+    """``kept_epoch`` (1-based), its ``val_acc``, and ``stopped_early`` (0 or 1)."""
+    kept = run.selection.kept_epoch(run.epoch)
+    found: dict[str, float] = {
+        "kept_epoch": float(kept),
+        "stopped_early": float(run.selection.stopped and run.epoch < run.config.epochs),
+    }
+    if 0 < kept <= len(run.history) and "val_acc" in run.history[kept - 1]:
+        found["val_acc"] = run.history[kept - 1]["val_acc"]
+    return found
+
+
 #: Saves a run and returns where (``ff train`` writes its ``--out`` file).
 Checkpointer = Callable[[TrainingRun], Path]
 
@@ -229,8 +250,10 @@ def train(
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
 
-    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (when there is a validation split),
-    ``test_acc``, ``train_seconds``, ``epochs`` and ``skipped_batches``. ``checkpoint`` is
+    Metrics: ``loss`` (last epoch's mean), ``val_acc`` (the kept epoch's, when there is a
+    validation split), ``test_acc`` (of the kept epoch's weights, which the model holds
+    afterwards), ``kept_epoch``, ``stopped_early``, ``train_seconds``, ``epochs`` and
+    ``skipped_batches``. ``checkpoint`` is
     called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
     (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
 
@@ -278,9 +301,10 @@ def _train(
     precision = autocast(run.device, config.precision)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
+    run.selection.restart(model)  # a finished run trained on: from its last weights
     model.train()
     with StopRequests() if parallel is None else parallel.stop_requests() as stop:
-        while run.epoch < config.epochs:
+        while run.epoch < config.epochs and not run.selection.stopped:
             epoch = run.epoch
             positions = model.schedule_positions(epoch, config.epochs)
             factors = schedule_factors(config.lr_schedule, positions)
@@ -342,6 +366,7 @@ def _train(
             run.batch = 0
             run.loss_sum = 0.0
             run.history.append(metrics)
+            run.selection.epoch_end(run.epoch, metrics, model)
             hook.fflib_epoch_end(run=run, epoch=epoch, metrics=metrics)
             if progress is not None:
                 progress.epoch_end(epoch + 1, metrics)
@@ -349,6 +374,7 @@ def _train(
             if checkpoint is not None and save_due and run.epoch < config.epochs:
                 checkpoint(run)
     scale_lrs(optimizers, run.base_lrs, 1.0)
+    run.selection.finish(model, run.epoch)  # the kept epoch's weights: tested and saved
     final: dict[str, float] = {
         "epochs": float(run.epoch),
         "train_seconds": time.perf_counter() - started,
@@ -357,6 +383,7 @@ def _train(
     for key in ("loss", "val_acc"):
         if key in metrics:
             final[key] = metrics[key]
+    final.update(kept_metrics(run))
     final["test_acc"] = score(model, run.probe, run.data.test, precision=config.precision)
     if parallel is not None:
         parallel.finish()

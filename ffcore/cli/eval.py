@@ -3,20 +3,51 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint, require_components
 from ffcore.components import normalize_name
 from ffcore.devices import resolve_device
+from ffcore.eval_report import confusion_lines, per_class_lines, write_tensorboard
+from ffcore.inference import class_names
+from ffcore.interfaces import DataSplits, Probe
+from ffcore.metrics import ClassReport, confusion_matrix, per_class, predict_split
+from ffcore.metrics import accuracy as accuracy_of
 from ffcore.precision import PRECISIONS, check_precision
 from ffcore.registry import create_probe
 from ffcore.run_data import load_saved_data
 from ffcore.training import evaluate
+
+
+@dataclass(frozen=True)
+class PerClassReport:
+    """The test split's confusion matrix, per-class numbers and accuracy."""
+
+    confusion: Tensor
+    classes: list[ClassReport]
+    accuracy: float
+
+
+def per_class_report(
+    model: nn.Module,
+    probe: Probe,
+    data: DataSplits,
+    meta: Mapping[str, Any],
+    device: torch.device,
+    precision: str,
+) -> PerClassReport:
+    """Predict the test split once (as ``evaluate`` does) and count per class."""
+    predicted = predict_split(model, probe, data.test.to(device), precision=precision)
+    names = data.class_names if len(data.class_names) == data.num_classes else class_names(meta)
+    confusion = confusion_matrix(data.test.y, predicted, data.num_classes)
+    return PerClassReport(confusion, per_class(confusion, list(names)), accuracy_of(confusion))
 
 
 def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
@@ -61,6 +92,17 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
     type=click.Choice(SPARSITY_KINDS),
     help="Sparsity measure(s) for --stats (repeatable). [default: all]",
 )
+@click.option(
+    "--per-class",
+    is_flag=True,
+    help="Also report each class's precision, recall (its accuracy) and F1, and the "
+    "confusion matrix.",
+)
+@click.option(
+    "--tensorboard",
+    metavar="DIR",
+    help="Write the labelled confusion-matrix image and per-class table to TensorBoard.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_command(
     checkpoint: str,
@@ -72,6 +114,8 @@ def eval_command(
     precision: str | None,
     stats: bool,
     sparsity_kinds: tuple[str, ...],
+    per_class: bool,
+    tensorboard: str | None,
     as_json: bool,
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
@@ -93,7 +137,14 @@ def eval_command(
     precision = precision or check_precision(
         saved_config.get("precision", "fp32"), "precision in the checkpoint"
     )
-    accuracy = evaluate(loaded.model, probe_obj, data.test.to(target), precision=precision)
+    report: PerClassReport | None = None
+    if per_class or tensorboard:
+        report = per_class_report(loaded.model, probe_obj, data, meta, target, precision)
+        accuracy = report.accuracy
+        if tensorboard:
+            write_tensorboard(tensorboard, report.confusion, report.classes, accuracy)
+    else:
+        accuracy = evaluate(loaded.model, probe_obj, data.test.to(target), precision=precision)
     if as_json:
         result = {
             "checkpoint": checkpoint,
@@ -104,9 +155,22 @@ def eval_command(
             "precision": precision,
             "test_acc": accuracy,
         }
+        if report is not None and per_class:
+            result["per_class"] = [r.to_dict() for r in report.classes]
+            result["confusion_matrix"] = report.confusion.tolist()
         click.echo(json.dumps(result))
         return
     click.echo(
         f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {normalize_name(data.name)}: "
         f"test accuracy {100 * accuracy:.2f}%" + ("" if precision == "fp32" else f" ({precision})")
     )
+    if report is not None and per_class:
+        for line in [
+            "",
+            *per_class_lines(report.classes),
+            "",
+            *confusion_lines(report.confusion, [r.name for r in report.classes]),
+        ]:
+            click.echo(line)
+    if tensorboard:
+        click.echo(f"confusion matrix written to TensorBoard: tensorboard --logdir {tensorboard}")

@@ -114,10 +114,12 @@ def cli(disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool
 
 def _add_builtin_commands() -> None:
     from ffcore.cli.eval import eval_command
+    from ffcore.cli.export import export_command
     from ffcore.cli.list_plugins import list_plugins
+    from ffcore.cli.predict import predict_command
     from ffcore.cli.train import train_command
 
-    for command in (list_plugins, train_command, eval_command):
+    for command in (list_plugins, train_command, eval_command, predict_command, export_command):
         cli.add_command(command)
 
 

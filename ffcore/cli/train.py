@@ -17,7 +17,7 @@ from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run
-from ffcore.training import build_run, train
+from ffcore.training import TrainingRun, build_run, train
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -44,6 +44,19 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
 def count_parameters(model: Any) -> int:
     """Trainable parameter count."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def kept_line(run: TrainingRun, metrics: dict[str, float]) -> str:
+    """Which epoch's weights were kept, and why training stopped when it stopped early."""
+    kept = int(metrics["kept_epoch"])
+    line = f"kept epoch {kept} of {run.epoch}"
+    if run.selection.keep == "best":
+        line += f" (best validation accuracy, {100 * metrics.get('val_acc', 0.0):.2f}%)"
+    else:
+        line += " (the last)"
+    if metrics["stopped_early"]:
+        line += f"; stopped early: no higher validation accuracy in {run.selection.patience} epochs"
+    return line
 
 
 class TrainCommand(click.Command):
@@ -178,6 +191,9 @@ def train_command(
             "train_seconds": metrics["train_seconds"],
             "wall_seconds": wall,
             "skipped_batches": int(metrics["skipped_batches"]),
+            "keep": run.selection.keep,
+            "kept_epoch": int(metrics["kept_epoch"]),
+            "stopped_early": bool(metrics["stopped_early"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),
@@ -185,6 +201,7 @@ def train_command(
         }
         click.echo(json.dumps(summary))
         return
+    click.echo(kept_line(run, metrics))
     click.echo(
         f"test accuracy: {100 * metrics['test_acc']:.2f}%  "
         f"(trained {run.epoch} epochs in {metrics['train_seconds']:.1f}s, "

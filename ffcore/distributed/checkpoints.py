@@ -8,7 +8,8 @@ in a single process, or in any number of processes. Rank 0 writes it:
   the run's; nothing travels;
 - layer pipeline: each rank holds the current state of its own layers (and the last rank
   of the read-out), so every rank sends rank 0 the ``state_dict`` entries and the
-  optimizer states it trains, and rank 0 writes the whole model. Rank 0's random
+  optimizer states it trains, and rank 0 writes the whole model (and the copies of them
+  the run's epoch selection holds: the best epoch's and the last's). Rank 0's random
   generator is the run's (only the first stage draws negatives).
 
 Every rank waits until the file is written before it goes on: a launcher stops all
@@ -18,11 +19,13 @@ ranks as soon as one exits with an error status, which would cut the write short
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 from ffcore.distributed.faults import communicating
 from ffcore.distributed.pipeline import LayerPipeline, owner_of
@@ -31,46 +34,53 @@ from ffcore.training import TrainingRun
 
 
 def _stage_state(run: TrainingRun, pipeline: LayerPipeline) -> dict[str, Any]:
-    """The weights and optimizer states this rank's stage trains."""
+    """The weights and optimizer states this rank's stage trains: the current weights and
+    the copies the run's epoch selection holds (the best epoch's, the last epoch's)."""
     model = run.model
     owner = owner_of(model, pipeline.stages)
-    weights = {
-        key: value.detach().cpu()
-        for key, value in model.state_dict().items()
-        if owner(key) == pipeline.stage
-    }
+
+    def owned(weights: Mapping[str, Tensor] | None) -> dict[str, Tensor] | None:
+        if weights is None:
+            return None
+        return {k: v.detach().cpu() for k, v in weights.items() if owner(k) == pipeline.stage}
+
     names = {id(p): key for key, p in model.named_parameters()}
     optimizers: dict[int, Any] = {}
     for index, optimizer in enumerate(model.optimizers()):
         first = optimizer.param_groups[0]["params"][0]
         if owner(names.get(id(first), "")) == pipeline.stage:
             optimizers[index] = optimizer.state_dict()
-    return {"weights": weights, "optimizers": optimizers, "skipped": run.skipped}
+    return {
+        "weights": owned(model.state_dict()),
+        "best": owned(run.selection.best_weights),
+        "last": owned(run.selection.last_weights),
+        "optimizers": optimizers,
+        "skipped": run.skipped,
+    }
 
 
 def gather_stages(run: TrainingRun, pipeline: LayerPipeline) -> None:
     """Bring every stage's layers and optimizer states into rank 0's model (a collective:
     every rank of the pipeline calls it)."""
     # the replicas of a stage (the 2-D layout) hold the same state: the first one sends it
-    state = (
-        _stage_state(run, pipeline)
-        if pipeline.column == 0
-        else {
-            "weights": {},
-            "optimizers": {},
-            "skipped": run.skipped,
-        }
-    )
+    empty: dict[str, Any] = {"weights": {}, "best": {}, "last": {}, "optimizers": {}}
+    state = _stage_state(run, pipeline) if pipeline.column == 0 else empty
+    state["skipped"] = run.skipped
     gathered: list[Any] | None = [None] * pipeline.world_size if pipeline.rank == 0 else None
     with communicating("gathering the layers for the checkpoint"):
         dist.gather_object(state, gathered, dst=0, group=pipeline.session.control)
     if gathered is None:
         return
-    model = run.model
+    model, selection = run.model, run.selection
     weights = model.state_dict()
     optimizers = model.optimizers()
     for part in gathered:
         weights.update(part["weights"])
+        # every rank's selection made the same choices (the accuracies are shared)
+        if selection.best_weights is not None and part["best"] is not None:
+            selection.best_weights.update(part["best"])
+        if selection.last_weights is not None and part["last"] is not None:
+            selection.last_weights.update(part["last"])
         for index, optimizer_state in part["optimizers"].items():
             optimizers[index].load_state_dict(optimizer_state)
         run.skipped = max(run.skipped, int(part["skipped"]))

@@ -16,6 +16,7 @@ from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
 from ffcore.interfaces.pipeline import READOUTS, PipelineModel, StageCost, StageStep
+from ffcore.interfaces.preprocessing import Preprocessing, standardization
 from ffcore.interfaces.probe import Probe
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Objective",
     "ObjectiveOptions",
     "PipelineModel",
+    "Preprocessing",
     "Probe",
     "Split",
     "StageCost",
@@ -43,4 +45,5 @@ __all__ = [
     "inputs_of",
     "require",
     "resolve_threshold",
+    "standardization",
 ]

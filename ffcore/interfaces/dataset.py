@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ffcore.errors import DataError, InvalidValueError
+from ffcore.interfaces.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,12 @@ class Split:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """What a dataset factory returns."""
+    """What a dataset factory returns.
+
+    ``preprocessing`` says how the raw data became these inputs (see
+    :class:`Preprocessing`); checkpoints store it so that a trained model can classify raw
+    data. ``None``: the data set does not say (raw-input prediction then needs it given).
+    """
 
     name: str
     train: Split
@@ -43,8 +49,13 @@ class DataSplits:
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: tuple[str, ...] = ()
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
+        if self.preprocessing is not None and not isinstance(self.preprocessing, Preprocessing):
+            raise InvalidValueError(
+                "preprocessing", self.preprocessing, "a Preprocessing (or None)"
+            )
         if self.num_classes < 2:
             raise InvalidValueError("num_classes", self.num_classes, "at least 2")
         for split_name, split in (("train", self.train), ("val", self.val), ("test", self.test)):

@@ -15,13 +15,19 @@ NEEDS = (
 
 
 class ClassifierProbe(Probe):
-    """Predicts ``argmax`` of ``model.logits(x)`` in one forward pass (no TryAll)."""
+    """Predicts ``argmax`` of ``model.logits(x)`` in one forward pass (no TryAll); its
+    scores are those logits."""
+
+    score_kind = "logits"
 
     def check(self, model: nn.Module) -> None:
         require(model, Classifier, NEEDS)
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        return require(model, Classifier, NEEDS).logits(x).argmax(dim=1)
+        return self.scores(model, x).argmax(dim=1)
+
+    def scores(self, model: nn.Module, x: Tensor) -> Tensor:
+        return require(model, Classifier, NEEDS).logits(x)
 
 
 def classifier() -> Probe:

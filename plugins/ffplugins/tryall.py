@@ -15,13 +15,21 @@ NEEDS = (
 
 
 class TryAll(Probe):
-    """Predicts ``argmax_c goodness(x, c)`` using the model's ``goodness_per_label``."""
+    """Predicts ``argmax_c goodness(x, c)`` using the model's ``goodness_per_label``.
+
+    Its scores are that goodness per label (signed: higher means more positive).
+    """
+
+    score_kind = "goodness"
 
     def check(self, model: nn.Module) -> None:
         require(model, LabelScorer, NEEDS)
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        return require(model, LabelScorer, NEEDS).goodness_per_label(x).argmax(dim=1)
+        return self.scores(model, x).argmax(dim=1)
+
+    def scores(self, model: nn.Module, x: Tensor) -> Tensor:
+        return require(model, LabelScorer, NEEDS).goodness_per_label(x)
 
 
 def tryall() -> Probe:

@@ -73,10 +73,20 @@ def invoke(*args: str) -> Result:
 TINY = ["train", "--preset", "plain", "--layers", "8", "--epochs", "1", "--device", "cpu"]
 
 
+#: ``ff eval --per-class --tensorboard DIR`` writes its own summary (a confusion-matrix
+#: image) with torch's SummaryWriter: a core option, not the tracing plugin's setting.
+EVAL_REPORT = {Path("cli/eval.py"), Path("eval_report.py")}
+
+
 def test_the_core_names_no_plugin_setting() -> None:
-    """No module of ffcore mentions ffdebug, TensorBoard or tracing settings."""
+    """No module of ffcore mentions ffdebug, TensorBoard or tracing settings (but ``ff
+    eval``'s own TensorBoard report)."""
     offenders = []
     for path in sorted(CORE.rglob("*.py")):
+        if path.relative_to(CORE) in EVAL_REPORT:
+            text = path.read_text(encoding="utf-8").lower()
+            assert "ffdebug" not in text and "trace_every" not in text
+            continue
         text = path.read_text(encoding="utf-8").lower()
         for word in ("tensorboard", "ffdebug", "trace_every", "trace-every", "logdir", "conv"):
             if re.search(rf"\b{word}", text):

@@ -35,6 +35,10 @@ BASE: dict[str, Any] = {
     "epochs": 1,
     "batch_size": 99,
     "lr_schedule": "constant",
+    # one process and several keep the same epoch only if their validation accuracies
+    # agree to the last sample: data parallel's agree to float rounding, so its jobs
+    # keep the last epoch (the pipeline's jobs keep the best, which they share exactly)
+    "keep": "last",
 }
 
 
@@ -66,16 +70,32 @@ JOBS: dict[str, Job] = {
     ),
     "dp-bp": Job({"model": "bp", "parallel": "data"}),
     # the pipeline against one process, bit for bit (random negatives: rank 0 draws them)
-    "pp-ffnet": Job({"model": "ffnet", "layers": [32, 24, 16], "parallel": "layers"}),
-    "pp-ffnet-resumed": Job({}, resume="pp-ffnet", overrides={"epochs": 2}),
+    "pp-ffnet": Job(
+        {"model": "ffnet", "layers": [32, 24, 16], "parallel": "layers", "keep": "best"}
+    ),
+    "pp-ffnet-resumed": Job({}, resume="pp-ffnet", overrides={"epochs": 3}),
     "pp-ffc": Job(
         {
             "model": "ffc",
             "layers": [32, 24, 16],
             "epochs": 2,
+            "keep": "best",
             "parallel": "layers",
             "loss": "symba",
             "model_options": {"schedule": "joint", "ff_epochs": 1},
+        }
+    ),
+    # the best epoch (3) is not the last (4): rank 0 gathers both sets of weights
+    "pp-best": Job(
+        {
+            "model": "ffc",
+            "layers": [32, 24, 16],
+            "epochs": 4,
+            "batch_size": 32,
+            "keep": "best",
+            "parallel": "layers",
+            "loss": "symba",
+            "model_options": {"schedule": "joint", "classifier_lr": 0.03},
         }
     ),
     "pp-recompute": Job(

@@ -68,7 +68,7 @@ def test_data_parallel_matches_one_process_on_the_global_batch(
     assert metrics["val_acc"] == pytest.approx(expected["val_acc"], abs=0.015)
 
 
-@pytest.mark.parametrize("name", ["pp-ffnet", "pp-ffc", "pp-recompute"])
+@pytest.mark.parametrize("name", ["pp-ffnet", "pp-ffc", "pp-best", "pp-recompute"])
 def test_the_pipeline_equals_one_process_bit_for_bit(jobs: Path, name: str, tmp_path: Path) -> None:
     pipelined = job(jobs, name)
     alone = one_process(JOBS[name].settings, tmp_path / "one.pt")
@@ -79,11 +79,19 @@ def test_the_pipeline_equals_one_process_bit_for_bit(jobs: Path, name: str, tmp_
             for field, value in state.items():
                 assert torch.equal(ours["state"][index][field], value), (index, field)
     assert torch.equal(pipelined["state"]["rng_cpu"], alone["state"]["rng_cpu"])
+    # the weights training continues from, when the kept (best) epoch is not the last
+    resumed = alone["state"].get("resume_weights")
+    assert (resumed is None) == (pipelined["state"].get("resume_weights") is None)
+    for key, value in (resumed or {}).items():
+        assert torch.equal(pipelined["state"]["resume_weights"][key], value), key
     # the pipelined evaluations (TryAll, or FF+C's classifier) predict what one process does
     history = [(e["epoch"], e["val_acc"]) for e in pipelined["meta"]["history"]]
     assert history == [(e["epoch"], e["val_acc"]) for e in alone["meta"]["history"]]
     assert pipelined["meta"]["metrics"]["test_acc"] == alone["meta"]["metrics"]["test_acc"]
     assert pipelined["meta"]["metrics"]["loss"] == pytest.approx(alone["meta"]["metrics"]["loss"])
+    assert pipelined["meta"]["kept_epoch"] == alone["meta"]["kept_epoch"]
+    if name == "pp-best":  # the case it is there for: the kept epoch is not the last
+        assert pipelined["meta"]["kept_epoch"] == 3 and resumed is not None
 
 
 def test_a_pipeline_checkpoint_loads_in_one_process(jobs: Path) -> None:
@@ -98,10 +106,11 @@ def test_a_resumed_pipeline_continues_the_one_process_run_exactly(
     jobs: Path, tmp_path: Path
 ) -> None:
     resumed = job(jobs, "pp-ffnet-resumed")
-    alone = one_process({**JOBS["pp-ffnet"].settings, "epochs": 2}, tmp_path / "one.pt")
+    alone = one_process({**JOBS["pp-ffnet"].settings, "epochs": 3}, tmp_path / "one.pt")
     for key, value in alone["model"].items():
         assert torch.equal(resumed["model"][key], value), key
-    assert resumed["meta"]["epoch"] == 2 and resumed["meta"]["complete"]
+    assert resumed["meta"]["epoch"] == 3 and resumed["meta"]["complete"]
+    assert resumed["meta"]["kept_epoch"] == alone["meta"]["kept_epoch"]
 
 
 def test_a_one_process_run_resumes_data_parallel(jobs: Path, tmp_path: Path) -> None:

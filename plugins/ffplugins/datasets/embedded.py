@@ -6,23 +6,27 @@ from pathlib import Path
 
 import torch
 
-from ffcore.data import make_splits, standardize
-from ffcore.interfaces import DataSplits
+from ffcore.data import make_splits
+from ffcore.interfaces import DataSplits, Preprocessing, standardization
 from ffcore.validate import integer, number
 from ffplugins.datasets.idx import read_idx
 
 DATA_DIR = Path(__file__).parent / "data"
 #: Samples held out as the fixed ``digits`` test split (about 20%).
 DIGITS_TEST_SIZE = 360
+#: The largest raw ``digits`` value: each pixel counts the set bits of a 4x4 block.
+DIGITS_RAW_MAX = 16.0
 
 
 def digits(val_split: float = 0.1, use: float = 1.0, seed: int = 0) -> DataSplits:
     """1,797 real 8x8 handwritten digits (scikit-learn's copy of UCI's), embedded."""
-    x = read_idx(DATA_DIR / "digits-images-idx3-ubyte.gz").unsqueeze(1).float() / 16.0
+    raw = read_idx(DATA_DIR / "digits-images-idx3-ubyte.gz").unsqueeze(1)
+    x = raw.float() / DIGITS_RAW_MAX
     y = read_idx(DATA_DIR / "digits-labels-idx1-ubyte.gz").long()
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))
     test_index, train_index = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
-    train_x, test_x = standardize(x[train_index], x[test_index])
+    preprocessing = standardization(x[train_index], raw_max=DIGITS_RAW_MAX)
+    train_x, test_x = (preprocessing.standardise(t) for t in (x[train_index], x[test_index]))
     return make_splits(
         "digits",
         (train_x, y[train_index]),
@@ -32,6 +36,7 @@ def digits(val_split: float = 0.1, use: float = 1.0, seed: int = 0) -> DataSplit
         use=use,
         seed=seed,
         class_names=tuple(str(d) for d in range(10)),
+        preprocessing=preprocessing,
     )
 
 
@@ -59,4 +64,5 @@ def xor(
         use=use,
         seed=seed,
         class_names=("same", "different"),
+        preprocessing=Preprocessing(),  # the inputs are used as they are
     )

@@ -14,12 +14,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ffcore.data import make_splits, standardize
+from ffcore.data import make_splits
 from ffcore.errors import DataError
-from ffcore.interfaces import DataSplits
+from ffcore.interfaces import DataSplits, standardization
 from ffplugins.datasets.idx import read_idx
 
 DATA_ROOT_ENV = "FFLIB_DATA"
+#: 8-bit images: raw pixels are divided by this to reach [0, 1].
+PIXEL_MAX = 255.0
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -86,7 +88,7 @@ def _load_idx_pair(images: Path, labels: Path) -> tuple[Tensor, Tensor]:
             f"{images} / {labels}: expected N images of H x W and N labels, "
             f"got {tuple(x.shape)} and {tuple(y.shape)}"
         )
-    return x.unsqueeze(1).float().div_(255.0), y
+    return x.unsqueeze(1).float().div_(PIXEL_MAX), y
 
 
 def _torchvision_download(folder: str, root: Path) -> None:
@@ -126,7 +128,8 @@ def load_mnist_like(
         raise DataError(f"dataset {name!r}: no data in {raw}; expected the files {expected}{hint}")
     train = _load_idx_pair(*files["train"])
     test = _load_idx_pair(*files["test"])
-    train_x, test_x = standardize(train[0], test[0])
+    preprocessing = standardization(train[0], raw_max=PIXEL_MAX)
+    train_x, test_x = preprocessing.standardise(train[0]), preprocessing.standardise(test[0])
     return make_splits(
         name,
         (train_x, train[1]),
@@ -136,6 +139,7 @@ def load_mnist_like(
         use=use,
         seed=seed,
         class_names=class_names,
+        preprocessing=preprocessing,
     )
 
 
@@ -191,9 +195,10 @@ def cifar10(
         except Exception as exc:
             hint = "" if download else " (downloading is off: drop --no-download to fetch it)"
             raise DataError(f"dataset 'cifar10': cannot load from {base}: {exc}{hint}") from exc
-        x = torch.as_tensor(data.data).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.as_tensor(data.data).permute(0, 3, 1, 2).float().div_(PIXEL_MAX)
         tensors.append((x, torch.as_tensor(data.targets, dtype=torch.long)))
-    train_x, test_x = standardize(tensors[0][0], tensors[1][0])
+    preprocessing = standardization(tensors[0][0], raw_max=PIXEL_MAX)
+    train_x, test_x = (preprocessing.standardise(t[0]) for t in tensors)
     return make_splits(
         "cifar10",
         (train_x, tensors[0][1]),
@@ -203,4 +208,5 @@ def cifar10(
         use=use,
         seed=seed,
         class_names=CIFAR10_CLASSES,
+        preprocessing=preprocessing,
     )

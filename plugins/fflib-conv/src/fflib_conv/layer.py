@@ -243,7 +243,9 @@ class FFConv2d(FFLayer):
     def forward(self, x: Tensor) -> Tensor:
         return self.activate(self.conv(self.normalize(x)))
 
-    def forward_codes(self, x: Tensor, codes: Tensor) -> Tensor:
+    def forward_codes(
+        self, x: Tensor, codes: Tensor, *, equal_lengths: bool | None = None
+    ) -> Tensor:
         """Every input paired with every code, as if the code filled constant channels.
 
         ``x`` has shape ``(B, in_channels - K, H, W)`` and ``codes`` ``(L, K)``; the result,
@@ -252,6 +254,8 @@ class FFConv2d(FFLayer):
         has the same length (one-hot labels do), the normalisation does not depend on the
         code and the convolution splits: one convolution over ``x`` and one over the
         normalisation map with the code's filters, instead of ``B·L`` full ones.
+        ``equal_lengths=True`` says so for codes known to be (one-hot codes times one
+        scale), sparing the check on the codes' values, which a traced graph cannot make.
         """
         x = x.detach()
         codes = codes.detach().to(x.dtype)
@@ -259,7 +263,9 @@ class FFConv2d(FFLayer):
         self.check_input(x, self.in_channels - code_channels)
         batch, _, height, width = x.shape
         code_squares = codes.square().sum(dim=1)
-        if self.norm != "none" and not bool((code_squares == code_squares[0]).all()):
+        if equal_lengths is None:
+            equal_lengths = bool((code_squares == code_squares[0]).all())
+        if self.norm != "none" and not equal_lengths:
             planes = codes[:, :, None, None].expand(num_codes, code_channels, height, width)
             full = torch.cat(
                 (

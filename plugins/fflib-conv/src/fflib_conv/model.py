@@ -27,6 +27,7 @@ from ffcore.layers import (
     parse_layer_range,
     positive_int,
     positive_number,
+    tracing,
 )
 from ffcore.optim import check_lr, make_optimizer
 from torch import Tensor, nn
@@ -272,6 +273,13 @@ class FFCNN(FFModel):
         budget = self.eval_chunk_elements * (1 if device.type == "cpu" else 8)
         return max(1, budget // max(1, widest * self.num_classes))
 
+    def chunks(self, image: Tensor) -> tuple[Tensor, ...]:
+        """``image`` in chunks of :meth:`chunk_size` samples; one chunk when traced (a graph
+        with a dynamic batch cannot hold a batch-dependent number of chunks)."""
+        if tracing():
+            return (image,)
+        return torch.split(image, self.chunk_size(image.device))
+
     @torch.no_grad()
     def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """``(B, num_classes)``: the signed goodness of ``x`` paired with every label."""
@@ -281,8 +289,8 @@ class FFCNN(FFModel):
         assert isinstance(first, FFConv2d)
         codes = self.label_codes.to(image.dtype)
         chunks: list[Tensor] = []
-        for part in torch.split(image, self.chunk_size(image.device)):
-            h = first.forward_codes(part, codes)
+        for part in self.chunks(image):
+            h = first.forward_codes(part, codes, equal_lengths=True)  # one-hot times a scale
             row_codes = codes.repeat(part.shape[0], 1)  # sample-major, as h's rows
             total = first.score(h) if start == 0 else torch.zeros(h.shape[0], device=h.device)
             for index in range(1, stop):
