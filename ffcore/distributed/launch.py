@@ -79,7 +79,8 @@ def launch_processes(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if not os.environ.get("OMP_NUM_THREADS"):
+    threads_set = bool(os.environ.get("OMP_NUM_THREADS"))
+    if not threads_set:  # the processes inherit it; this one does no more work
         os.environ["OMP_NUM_THREADS"] = str(threads_per_process(nproc))
     config = LaunchConfig(
         min_nodes=1,
@@ -115,6 +116,8 @@ def launch_processes(nproc: int, argv: Sequence[str]) -> int:
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
+        if not threads_set:
+            del os.environ["OMP_NUM_THREADS"]
     return 0
 
 

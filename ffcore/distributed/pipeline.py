@@ -59,8 +59,9 @@ if TYPE_CHECKING:
 
 #: The probes a pipelined evaluation can stand in for, and the read-out each ends in.
 PIPELINED_PROBES = {"tryall": "goodness", "classifier": "logits"}
-#: Samples per evaluation batch: smaller than one process's, so that the stages overlap.
-EVAL_BATCH_SIZE = 250
+#: Samples per evaluation batch: one process's, so that every stage scores the same blocks
+#: of images as one process does and the sums, hence the predictions, are the same.
+EVAL_BATCH_SIZE = 1000
 
 
 def check_pipeline(run: TrainingRun, stages: int) -> PipelineModel:
