@@ -38,6 +38,11 @@ def worker_command(argv: Sequence[str]) -> list[str]:
     return ["-m", "ffcore.cli", *argv]
 
 
+#: Signals a launcher sends to stop ranks: a rank ended by one of them was usually stopped
+#: because another failed.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def describe_failure(rank: int, exitcode: int, pid: int) -> tuple[str, int]:
     """A line saying how rank ``rank`` ended, and the exit status the launcher returns."""
     if exitcode < 0:
@@ -49,12 +54,11 @@ def describe_failure(rank: int, exitcode: int, pid: int) -> tuple[str, int]:
             f"rank {rank} (pid {pid}) was killed by {name}; the launcher stopped the other ranks",
             128 - exitcode,
         )
+    stopped = exitcode - 128
+    if stopped in [int(s) for s in _STOP_SIGNALS]:  # how ff train ends on a stop request
+        name = signal.Signals(stopped).name
+        return f"rank {rank} (pid {pid}) stopped on {name} (exit status {exitcode})", exitcode
     return f"rank {rank} (pid {pid}) exited with status {exitcode}", exitcode
-
-
-#: Signals a launcher sends to stop ranks: a rank ended by one of them was usually stopped
-#: because another failed.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _root_cause(failures: dict[int, Any]) -> tuple[int, Any]:

@@ -228,6 +228,10 @@ def test_the_launcher_names_the_rank_that_failed_first() -> None:
     line, status = launch.describe_failure(1, -signal.SIGKILL, 42)
     assert line.startswith("rank 1 (pid 42) was killed by SIGKILL") and status == 137
     assert launch.describe_failure(0, 2, 7) == ("rank 0 (pid 7) exited with status 2", 2)
+    assert (
+        launch.describe_failure(0, 143, 7)[0]
+        == "rank 0 (pid 7) stopped on SIGTERM (exit status 143)"
+    )
 
 
 def test_nproc_comes_from_the_options_the_file_or_the_checkpoint(tmp_path: Path) -> None:
