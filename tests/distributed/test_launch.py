@@ -35,8 +35,8 @@ def test_ff_train_nproc_2_trains_prints_once_and_writes_one_checkpoint(tmp_path:
     loaded = load_checkpoint(out)
     assert loaded.meta["epoch"] == 2 and loaded.meta["config"]["nproc"] == 2
     # each stage traced its own layer into the one run directory
-    files = sorted(path.name for path in logdir.iterdir())
-    assert [name.rsplit(".", 1)[-1] for name in files] == ["rank0", "rank1"], files
+    files = [path.name for path in logdir.iterdir()]
+    assert sorted(name.rsplit(".", 1)[-1] for name in files) == ["rank0", "rank1"], files
 
 
 def test_an_unsupported_layout_fails_with_its_error(tmp_path: Path) -> None:
