@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,13 +24,23 @@ from typing import Any
 
 import torch
 
-from ffcore.errors import CheckpointError
+from ffcore.checkpoint_schema import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    check_format_version,
+    check_payload,
+    parse_description,
+    schema_error,
+)
+from ffcore.checkpoint_tensors import check_model_state, check_optimizer_states
+from ffcore.errors import CheckpointError, FFLibError
 from ffcore.interfaces import FFModel
+from ffcore.output import temp_prefix
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.registry import build
+from ffcore.sizing import MemoryLimitError, on_meta_device
 
-FORMAT_NAME = "fflib-checkpoint"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "atomic_write", "load_checkpoint"]
 #: The component kinds the model itself is built from (a checkpoint needs them to load).
 MODEL_KINDS = ("model", "layer", "goodness", "loss")
 
@@ -49,15 +60,71 @@ def _fflib_version() -> str:
     return __version__
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file, fsync it and rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
     try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class _RecordingFile:
+    """A binary file that remembers the first ``OSError`` its writes raised.
+
+    ``torch.save`` reports a failed write (disk full, file too large) as a ``RuntimeError``
+    about zip positions; the recorded error says what actually happened.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return int(self.file.write(data))
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def fileno(self) -> int:
+        return int(self.file.fileno())
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file, fsync it and rename it to ``path``.
+
+    The file gets the permissions the umask allows (``0666 & ~umask``), or those of the
+    file it replaces. The temporary is named ``.NAME.PID.XXXXXXXX.tmp``, so that one left
+    by a killed process can be told apart and cleaned (:mod:`ffcore.output`). A failed
+    write raises the ``OSError`` that caused it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            file = _RecordingFile(raw)
+            try:
+                write(file)
+            except RuntimeError:
+                if file.error is not None:
+                    raise file.error from None
+                raise
+            raw.flush()
+            os.fsync(raw.fileno())
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except OSError:
+                mode = 0o666 & ~current_umask()
+            os.fchmod(raw.fileno(), mode)
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
@@ -140,16 +207,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not an FFLib checkpoint (no {FORMAT_NAME!r} marker)")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {version!r}; this FFLib "
-            f"({_fflib_version()}) reads versions up to {FORMAT_VERSION}: upgrade fflib"
-        )
-    try:
-        payload["meta"] = json.loads(payload["meta"])
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint description is damaged: {exc}") from None
+    check_format_version(payload.get("format_version"), path)
+    payload["meta"] = parse_description(payload.get("meta"), path)
+    check_payload(payload, path)
     return payload
 
 
@@ -159,20 +219,21 @@ def restore_weights(
     """Load a checkpoint payload's weights and optimizer states into ``model``.
 
     Call it after ``model.to(device)``: optimizer states follow their parameters' device.
+    Every tensor is checked against the model before any is loaded
+    (:mod:`ffcore.checkpoint_tensors`).
     """
-    try:
-        model.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit this model: {exc}") from None
     optimizer_states = list(payload.get("optimizers", []))
     optimizers = model.optimizers()
-    if len(optimizer_states) != len(optimizers):
-        raise CheckpointError(
-            f"{path}: holds {len(optimizer_states)} optimizer states, the model has "
-            f"{len(optimizers)} optimizers"
-        )
-    for optimizer, optimizer_state in zip(optimizers, optimizer_states, strict=True):
-        optimizer.load_state_dict(optimizer_state)
+    check_model_state(model, payload["model"], path)
+    check_optimizer_states(optimizers, optimizer_states, path)
+    try:
+        model.load_state_dict(payload["model"])
+        for optimizer, optimizer_state in zip(optimizers, optimizer_states, strict=True):
+            optimizer.load_state_dict(optimizer_state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        reason = " ".join(line.strip() for line in first[:3]) if first else type(exc).__name__
+        raise CheckpointError(f"{path}: weights do not fit this model: {reason}") from None
     return optimizer_states
 
 
@@ -247,16 +308,47 @@ def load_checkpoint(
     payload = read_checkpoint(path)
     meta = payload["meta"]
     require_components(meta, MODEL_KINDS, path)
-    model_meta = meta.get("model", {})
-    name = model_meta.get("name")
-    model = build(
-        "model",
-        name,
-        FFModel,
-        input_shape=tuple(meta["input_shape"]),
-        num_classes=int(meta["num_classes"]),
-        **model_meta.get("options", {}),
-    )
+    model = build_saved_model(meta, payload["model"], path)
     model.to(map_location)
     optimizer_states = restore_weights(model, payload, path)
     return Checkpoint(model=model, meta=meta, optimizer_states=optimizer_states)
+
+
+def build_saved_model(
+    meta: Mapping[str, Any], weights: Mapping[str, Any], path: str | os.PathLike[str]
+) -> FFModel:
+    """The model a (checked) description names, built only once the weights the file
+    holds are known to be that model's.
+
+    It is built first on the ``meta`` device (no memory) and its weights' names, shapes
+    and dtypes compared with the file's: options that ask for a model larger than the
+    file holds (``layers = [1e9]``) are refused before anything is allocated.
+    """
+    model_meta = meta["model"]
+    options = dict(model_meta.get("options", {}))
+
+    def make() -> FFModel:
+        return build(
+            "model",
+            model_meta["name"],
+            FFModel,
+            input_shape=tuple(meta["input_shape"]),
+            num_classes=int(meta["num_classes"]),
+            **options,
+        )
+
+    try:
+        outline = on_meta_device(make)
+        if outline is not None:
+            check_model_state(outline, weights, path)
+        return make()
+    except (CheckpointError, MemoryLimitError):
+        raise
+    except FFLibError as exc:
+        expected = f"options model {model_meta['name']!r} takes ({exc})"
+        raise schema_error(path, "model.options", expected) from None
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        message = str(exc).strip().splitlines()
+        reason = message[0] if message else type(exc).__name__
+        expected = f"options model {model_meta['name']!r} can be built from ({reason})"
+        raise schema_error(path, "model.options", expected) from None

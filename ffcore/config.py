@@ -28,6 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.errors import ConfigError, InvalidValueError
+from ffcore.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_LAYER_WIDTH,
+    MAX_LAYERS,
+    MAX_NESTING,
+    MAX_SEED,
+    nesting_depth,
+)
 from ffcore.precision import PRECISIONS
 from ffcore.settings import (
     Setting,
@@ -49,7 +57,7 @@ _OPTIONS = "a table of options"
 
 
 def _positive_widths(widths: list[int]) -> bool:
-    return bool(widths) and all(w >= 1 for w in widths)
+    return 1 <= len(widths) <= MAX_LAYERS and all(1 <= w <= MAX_LAYER_WIDTH for w in widths)
 
 
 def _device(name: str) -> bool:
@@ -73,7 +81,9 @@ class TrainConfig:
     layers: list[int] | None = setting_field(
         None,
         "Layer widths, e.g. 2000,2000.",
-        expected="a list of positive integers, e.g. [2000, 2000]",
+        expected=(
+            f"a list of 1 to {MAX_LAYERS:,} widths from 1 to {MAX_LAYER_WIDTH:,}, e.g. [2000, 2000]"
+        ),
         check=_positive_widths,
         parse=parse_int_list,
         metavar="W1,W2,...",
@@ -102,7 +112,7 @@ class TrainConfig:
         expected="'constant', 'linear-cooldown' or 'cosine'",
     )
     threshold: float | None = setting_field(
-        None, "Goodness threshold (default: the goodness').", expected="a number"
+        None, "Goodness threshold (default: the goodness').", expected="a finite number"
     )
     goodness: str | None = setting_field(None, "Goodness function name.", expected=_COMPONENT)
     loss: str | None = setting_field(None, "FF loss name.", expected=_COMPONENT)
@@ -110,7 +120,12 @@ class TrainConfig:
     probe: str | None = setting_field(
         None, "Probe name (default: the model's own).", expected=_COMPONENT
     )
-    seed: int = setting_field(0, "Random seed.", expected="an integer")
+    seed: int = setting_field(
+        0,
+        "Random seed.",
+        expected="an integer from 0 to 2^63 - 1",
+        check=lambda n: 0 <= n <= MAX_SEED,
+    )
     device: str = setting_field(
         "auto",
         "auto, cpu, cuda, cuda:N or mps.",
@@ -165,9 +180,11 @@ class TrainConfig:
         check=lambda v: 0 < v <= 1,
     )
     data_root: str | None = setting_field(
-        None, "Data directory.", expected="a directory path", path="dir"
+        None, "Data directory.", expected="a directory path", path="dir", resumable=True
     )
-    download: bool = setting_field(True, "Allow downloading data.", expected="true or false")
+    download: bool = setting_field(
+        True, "Allow downloading data.", expected="true or false", resumable=True
+    )
     out: str | None = setting_field(
         None, "Checkpoint path.", short="-o", expected="a file path", path="file", resumable=True
     )
@@ -240,7 +257,7 @@ class TrainConfig:
     def model_kwargs(self) -> dict[str, Any]:
         """Options for the model factory: the explicit ones plus ``model_options``."""
         kwargs = dict(self.model_options)
-        for key in ("layers", "lr", "threshold", "goodness", "loss"):
+        for key in MODEL_SETTINGS:
             value = getattr(self, key)
             if value is not None:
                 kwargs[key] = value
@@ -255,6 +272,8 @@ class TrainConfig:
         return plugin_setting(name).default
 
 
+#: Settings that are model options too (:meth:`TrainConfig.model_kwargs` passes them on).
+MODEL_SETTINGS = ("layers", "lr", "threshold", "goodness", "loss")
 #: The core settings, by name, in ``TrainConfig`` field order.
 CORE_SETTINGS: dict[str, Setting] = dataclass_settings(TrainConfig)
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -283,11 +302,31 @@ def plugin_setting(name: str) -> Setting:
 
 
 def validate(config: TrainConfig) -> None:
-    """Check every setting's type and range; raise :class:`InvalidValueError` naming it."""
+    """Check every setting's type and range; raise :class:`InvalidValueError` naming it.
+
+    Component options are checked against their factory's parameters
+    (:mod:`ffcore.component_options`) when the component is registered.
+    """
     for name, declared in CORE_SETTINGS.items():
         check_value(declared, getattr(config, name))
     for name, value in config.plugin_options.items():
         check_value(plugin_setting(name), value)
+    _check_component_options(config)
+
+
+def _check_component_options(config: TrainConfig) -> None:
+    from ffcore.component_options import check_component_options
+    from ffcore.plugin_manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    for kind, name, options in (
+        ("model", config.model, config.model_options),
+        ("dataset", config.dataset, config.dataset_options),
+        ("negatives", config.negatives, config.negatives_options),
+    ):
+        registry = manager.registry(kind)
+        if options and name in registry:
+            check_component_options(registry.get(name), options)
 
 
 def resumable_settings() -> tuple[str, ...]:
@@ -296,11 +335,14 @@ def resumable_settings() -> tuple[str, ...]:
 
 
 def parse_value(raw: str) -> Any:
-    """A command-line value read as TOML (numbers, booleans, strings, arrays); text that
-    is not valid TOML is taken as a plain string."""
+    """A command-line value read as TOML (numbers, booleans, strings, arrays); ``true`` and
+    ``false`` in any letter case are booleans; other text that is not valid TOML is taken
+    as a plain string (whose type the option's check then judges)."""
+    if raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
 
 
@@ -317,14 +359,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     Errors name the file, the line and the key.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    text = _config_text(path)
     try:
         settings = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: arrays or tables nested too deeply (at most {MAX_NESTING} levels)"
+        ) from None
+    if nesting_depth(settings) > MAX_NESTING:
+        raise ConfigError(f"{path}: arrays or tables nested more than {MAX_NESTING} levels deep")
     known = all_settings()
     for key, value in settings.items():
         where = f"{path}, line {_line_of(text, key) or '?'}"
@@ -340,6 +385,47 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return settings
 
 
+def _config_text(path: Path) -> str:
+    """A config file's text: UTF-8 (a byte-order mark is allowed), at most
+    :data:`~ffcore.limits.MAX_CONFIG_BYTES`."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: a config file is at most {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); a config file is TOML, saved as UTF-8"
+        ) from None
+
+
+def _model_settings_first(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_options`` entries that are model settings of their own (``layers``, ``lr``...)
+    moved to those settings, so that they take their layer's precedence: ``-O
+    model.layers=[64]`` overrides a preset's ``layers`` as ``--layers 64`` does."""
+    values = dict(layer)
+    options = values.get("model_options")
+    if not isinstance(options, Mapping):
+        return values
+    moved = {k: v for k, v in options.items() if k in MODEL_SETTINGS}
+    for key, value in moved.items():
+        if key in values and values[key] != value:
+            raise ConfigError(
+                f"{key} is set twice, to {values[key]!r} and as model_options.{key} = "
+                f"{value!r}: keep one"
+            )
+        values[key] = value
+    if moved:
+        values["model_options"] = {k: v for k, v in options.items() if k not in moved}
+    return values
+
+
 def build_config(
     *,
     preset: Mapping[str, Any] | None = None,
@@ -349,7 +435,7 @@ def build_config(
     """Merge preset, file and overrides (later wins; option tables merge key by key)."""
     merged: dict[str, Any] = {}
     for layer in (preset or {}, file or {}, overrides or {}):
-        for key, value in layer.items():
+        for key, value in _model_settings_first(layer).items():
             if key not in CORE_SETTINGS and key not in plugin_settings():
                 known = ", ".join(all_settings())
                 raise ConfigError(f"unknown setting {key!r} (known keys: {known})")

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ffcore.errors import DataError
 from ffcore.interfaces import DataSplits, Preprocessing, Split
+from ffcore.interfaces.preprocessing import finite_statistics
 from ffcore.validate import number, positive_int
 
 
@@ -75,9 +76,16 @@ def make_splits(
 
 
 def standardize(train_x: Tensor, *others: Tensor) -> list[Tensor]:
-    """Scale every tensor by the training set's scalar mean and standard deviation."""
-    mean = train_x.mean()
-    std = train_x.std().clamp_min(1e-8)
+    """Scale every tensor by the training set's scalar mean and standard deviation.
+
+    The statistics are those of the finite values: one NaN pixel stays one NaN value
+    (which :class:`~ffcore.interfaces.DataSplits` then reports, counted right) instead of
+    turning every value of every split into NaN.
+    """
+    statistics = finite_statistics(train_x)
+    if statistics is None:
+        return [t.clone() for t in (train_x, *others)]
+    mean, std = statistics
     return [(t - mean) / std for t in (train_x, *others)]
 
 
@@ -107,10 +115,25 @@ def iterate_batches(
         yield split.x[index], split.y[index]
 
 
+#: torch seeds are unsigned 64-bit numbers.
+_SEED_MODULUS = 1 << 64
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s data order: ``seed * 1_000_003 + epoch``, modulo 2^64.
+
+    Every seed up to 2^63 - 1 works (the product used to overflow torch's 64-bit seed
+    above about 1.8e13); below that the value is the same as it always was, so recorded
+    runs keep their data order. As 1,000,003 is odd, distinct seeds still give distinct
+    epoch-0 orders.
+    """
+    return (seed * 1_000_003 + epoch) % _SEED_MODULUS
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator that orders epoch ``epoch``'s data: a function of seed and epoch only,
     so a resumed run sees exactly the order the uninterrupted run saw."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
 
 
 def num_batches(count: int, batch_size: int, *, drop_last: bool = False) -> int:

@@ -30,11 +30,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ffcore.checkpoint import FORMAT_VERSION, atomic_write, require_components
+from ffcore.checkpoint import (
+    FORMAT_VERSION,
+    MODEL_KINDS,
+    atomic_write,
+    build_saved_model,
+    require_components,
+)
+from ffcore.checkpoint_schema import parse_description
+from ffcore.checkpoint_tensors import check_model_state
 from ffcore.errors import CheckpointError, FFLibError
 from ffcore.inference import InferenceGraph, TrainedModel
 from ffcore.interfaces import FFModel
-from ffcore.registry import build
 
 FORMATS = ("safetensors", "onnx", "torchscript", "pt2")
 #: The metadata key of a safetensors export and the description key of the graphs.
@@ -132,26 +139,13 @@ def read_safetensors(path: Path) -> tuple[FFModel, dict[str, Any]]:
             f"{path} is a safetensors file without an FFLib description (metadata "
             f"{DESCRIPTION_KEY!r}): it was not written by ff export"
         )
-    try:
-        meta = json.loads(metadata[DESCRIPTION_KEY])
-        model_meta = meta["model"]
-        require_components(meta, ("model", "layer", "goodness", "loss"), path)
-        model = build(
-            "model",
-            model_meta["name"],
-            FFModel,
-            input_shape=tuple(meta["input_shape"]),
-            num_classes=int(meta["num_classes"]),
-            **model_meta.get("options", {}),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, FFLibError):
-            raise
-        raise CheckpointError(f"{path}: damaged FFLib description: {exc}") from None
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit this model: {exc}") from None
+    # the same checks as a checkpoint's: the description's schema, then the weights
+    # against the model it names, before that model takes memory
+    meta = parse_description(metadata[DESCRIPTION_KEY], path)
+    require_components(meta, MODEL_KINDS, path)
+    model = build_saved_model(meta, weights, path)
+    check_model_state(model, weights, path)
+    model.load_state_dict(weights)
     return model, meta
 
 

@@ -13,12 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ffcore.checkpoint import require_components
+from ffcore.checkpoint_schema import schema_error
+from ffcore.component_options import check_component_options
 from ffcore.components import ComponentSpec
 from ffcore.config import TrainConfig
 from ffcore.errors import DataError, InvalidValueError
 from ffcore.interfaces import DataSplits
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.registry import build
+
+#: Data set options that say where data comes from: a checkpoint's values are ignored
+#: (the user's command line and environment decide), so opening a file never creates a
+#: directory or starts a download it names.
+LOCATION_OPTIONS = ("root", "download")
 
 
 def with_location(
@@ -71,10 +78,18 @@ def load_saved_data(
     options: dict[str, Any] = {}
     if not dataset:
         require_components(meta, ("dataset",), path)
-        options = dict(saved.get("options") or {})
+        stored = saved.get("options") or {}
+        options = {k: v for k, v in stored.items() if k not in LOCATION_OPTIONS}
     spec = get_plugin_manager().registry("dataset").get(str(name))
     kwargs = with_location(spec, options, data_root=data_root, download=download)
-    data = build("dataset", spec.name, DataSplits, **kwargs)
+    try:
+        check_component_options(spec, options)
+        data = build("dataset", spec.name, DataSplits, **kwargs)
+    except InvalidValueError as exc:
+        option = exc.field.removeprefix("dataset.")
+        if option not in options:
+            raise
+        raise schema_error(path, f"dataset.options.{option}", exc.expected, exc.value) from None
     shape, classes = tuple(meta.get("input_shape", ())), meta.get("num_classes")
     if tuple(data.input_shape) != shape or data.num_classes != classes:
         raise DataError(

@@ -23,12 +23,19 @@ from ffcore.checkpoint import (
     restore_weights,
     save_checkpoint,
 )
+from ffcore.checkpoint_schema import schema_error
+from ffcore.checkpoint_tensors import check_training_state
 from ffcore.components import KINDS
 from ffcore.config import TrainConfig, resumable_settings
-from ffcore.errors import CheckpointError, InvalidValueError
-from ffcore.run_data import dataset_kwargs
+from ffcore.data import num_batches
+from ffcore.errors import CheckpointError, FFLibError, InvalidValueError
+from ffcore.run_data import LOCATION_OPTIONS, dataset_kwargs
 from ffcore.selection import copy_weights
 from ffcore.training import TrainingRun, build_run
+
+#: Settings a checkpoint's config may not decide when resuming: where the data lives
+#: and whether it may be downloaded belong to the machine and the user resuming.
+LOCAL_SETTINGS = {"data_root": None, "download": True}
 
 
 def component_names(run: TrainingRun) -> dict[str, str | None]:
@@ -46,6 +53,7 @@ def training_state(run: TrainingRun) -> dict[str, Any]:
         "loss_sum": run.loss_sum,
         "skipped": run.skipped,
         "base_lrs": run.base_lrs,
+        "loss_reference": run.loss_reference,
         "selection": run.selection.state_dict(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -110,21 +118,52 @@ def resume_run(
             )
     payload = read_checkpoint(path)
     meta, state = payload["meta"], payload.get("state")
-    if not isinstance(state, dict) or "config" not in meta:
+    if not isinstance(state, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path} holds no training state to resume from")
     require_components(meta, KINDS, path)
-    config = TrainConfig.from_dict({**meta["config"], **overrides})
+    config = saved_config(meta["config"], overrides, path)
     run = build_run(config)
+    check_training_state(
+        state,
+        path,
+        model=run.model,
+        optimizers=run.model.optimizers(),
+        batches_per_epoch=num_batches(len(run.data.train), config.batch_size),
+    )
     restore_weights(run.model, payload, path)
     run.epoch, run.batch, run.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
     run.loss_sum, run.skipped = float(state["loss_sum"]), int(state["skipped"])
-    run.base_lrs = state["base_lrs"]
+    run.base_lrs = [[float(lr) for lr in lrs] for lrs in state["base_lrs"]]
+    reference = state.get("loss_reference")
+    run.loss_reference = float(reference) if reference is not None else None
     run.history = list(meta.get("history", []))
     restore_selection(run, state, path)
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+        for device, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(rng, device)
     return run
+
+
+def saved_config(
+    saved: Mapping[str, Any], overrides: Mapping[str, Any], path: str | os.PathLike[str]
+) -> TrainConfig:
+    """The config a checkpoint was trained with, as a resumed run uses it.
+
+    Where the data lives and whether it may be downloaded (:data:`LOCAL_SETTINGS`, and
+    ``root`` / ``download`` among the data set's options) come from the user resuming,
+    never from the file. A config that does not check names the file and the field.
+    """
+    values = {**saved, **LOCAL_SETTINGS}
+    dataset_options = values.get("dataset_options")
+    if isinstance(dataset_options, Mapping):
+        values["dataset_options"] = {
+            k: v for k, v in dataset_options.items() if k not in LOCATION_OPTIONS
+        }
+    try:
+        return TrainConfig.from_dict({**values, **overrides})
+    except FFLibError as exc:
+        raise schema_error(path, "config", f"a valid training config ({exc})") from None
 
 
 def restore_selection(
@@ -137,10 +176,5 @@ def restore_selection(
     if selection.keep == "best" and selection.best_epoch:
         selection.best_weights = copy_weights(run.model)
     resume_weights = state.get("resume_weights")
-    if resume_weights is not None:
-        try:
-            run.model.load_state_dict(resume_weights)
-        except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(
-                f"{path}: training weights do not fit this model: {exc}"
-            ) from None
+    if resume_weights is not None:  # checked against the model by check_training_state
+        run.model.load_state_dict(resume_weights)

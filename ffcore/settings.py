@@ -11,6 +11,7 @@ settings by name, and a setting's type is written in one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -142,7 +143,8 @@ def _union_members(hint: Any) -> tuple[Any, ...] | None:
 
 
 def fits(value: object, hint: Any) -> bool:
-    """Whether ``value`` has the type ``hint`` (``bool`` is not an ``int`` here)."""
+    """Whether ``value`` has the type ``hint`` (``bool`` is not an ``int`` here, and a
+    ``float`` is finite: no setting means anything by NaN or infinity)."""
     members = _union_members(hint)
     if members is not None:
         return any(fits(value, member) for member in members)
@@ -151,8 +153,14 @@ def fits(value: object, hint: Any) -> bool:
     if hint is Any:
         return True
     origin = typing.get_origin(hint) or hint
+    if origin is Literal:
+        return value in typing.get_args(hint)
     if origin is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value))
+        )
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (list, tuple):
@@ -165,12 +173,15 @@ def fits(value: object, hint: Any) -> bool:
             return False
         args = typing.get_args(hint)
         return not args or all(fits(v, args[1]) for v in value.values())
-    return isinstance(value, origin)
+    try:
+        return isinstance(value, origin)
+    except TypeError:  # a hint isinstance cannot test (a callable type, a protocol): no check
+        return True
 
 
 _TYPE_WORDS = {
     int: "an integer",
-    float: "a number",
+    float: "a finite number",
     str: "a string",
     bool: "true or false",
     dict: "a table of options",
@@ -183,6 +194,8 @@ def describe_type(hint: Any) -> str:
     if members is not None:
         return " or ".join(describe_type(m) for m in members if m is not type(None))
     origin = typing.get_origin(hint) or hint
+    if origin is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(hint))
     if origin in (list, tuple):
         (item,) = typing.get_args(hint)[:1] or (Any,)
         return f"a list of {describe_type(item).removeprefix('an ').removeprefix('a ')}s"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,7 @@ from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
 from ffcore.devices import flushing_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
+from ffcore.explosion import GrowthGuard, loss_reference
 from ffcore.interfaces import (
     Batch,
     DataSplits,
@@ -41,6 +43,7 @@ from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.selection import EpochSelection
 from ffcore.signals import StopRequests
+from ffcore.sizing import allocating, check_run_memory
 
 if TYPE_CHECKING:
     from ffcore.distributed.strategy import ParallelTraining
@@ -93,6 +96,8 @@ class TrainingRun:
     skipped: int = 0
     #: Learning rates before the schedule scaled them (set when training starts).
     base_lrs: list[list[float]] | None = None
+    #: The first batch's loss: what a loss that explodes is measured against.
+    loss_reference: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     #: Names the run was built from (model, dataset, probe, negatives), canonical form.
     names: dict[str, str] = field(default_factory=dict)
@@ -124,16 +129,22 @@ def build_run(config: TrainConfig) -> TrainingRun:
     model_spec = plugins.registry("model").get(config.model)
     negatives_spec = plugins.registry("negatives").get(config.negatives)
     data = build("dataset", config.dataset, DataSplits, **dataset_kwargs(config))
+
+    def make_model() -> FFModel:
+        return build(
+            "model",
+            config.model,
+            FFModel,
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            **config.model_kwargs(),
+        )
+
+    check_run_memory(make_model, data, config.batch_size, EVAL_BATCH_SIZE, device)
     torch.manual_seed(config.seed)
-    model = build(
-        "model",
-        config.model,
-        FFModel,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        **config.model_kwargs(),
-    )
-    model.to(device)
+    with allocating("the model"):
+        model = make_model()
+        model.to(device)
     probe_name = config.probe or model.default_probe
     probe = build("probe", probe_name, Probe)
     probe.check(model)
@@ -144,16 +155,17 @@ def build_run(config: TrainConfig) -> TrainingRun:
             f"at most the {len(data.train)} training samples of {data.name!r}",
         )
     negatives = build("negatives", config.negatives, NegativeSampler, **config.negatives_options)
-    data = DataSplits(
-        name=data.name,
-        train=data.train.to(device),
-        val=data.val.to(device) if data.val is not None else None,
-        test=data.test.to(device),
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        class_names=data.class_names,
-        preprocessing=data.preprocessing,
-    )
+    with allocating("the data"):
+        data = DataSplits(
+            name=data.name,
+            train=data.train.to(device),
+            val=data.val.to(device) if data.val is not None else None,
+            test=data.test.to(device),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            class_names=data.class_names,
+            preprocessing=data.preprocessing,
+        )
     return TrainingRun(
         config=config,
         model=model,
@@ -220,6 +232,19 @@ def _health_check(run: TrainingRun, names: dict[int, str]) -> None:
             )
 
 
+def _epoch_checks(
+    run: TrainingRun,
+    names: dict[int, str],
+    guard: GrowthGuard | None,
+    loss: float,
+    lr_note: str,
+) -> None:
+    """The end-of-epoch checks: the health check, then (when on) loss and weight growth."""
+    _health_check(run, names)
+    if guard is not None:
+        guard.check(run.model, run.epoch, loss, run.loss_reference, lr_note)
+
+
 def _divergence_message(run: TrainingRun, exc: DivergenceError, names: dict[int, str]) -> str:
     where = f"in epoch {run.epoch + 1}, batch {run.batch + 1}"
     layer = f" (layer {names[id(exc.layer)]!r})" if id(exc.layer) in names else ""
@@ -246,27 +271,39 @@ Checkpointer = Callable[[TrainingRun], Path]
 
 
 def train(
-    run: TrainingRun, progress: Progress | None = None, *, checkpoint: Checkpointer | None = None
+    run: TrainingRun,
+    progress: Progress | None = None,
+    *,
+    checkpoint: Checkpointer | None = None,
+    stop: StopRequests | None = None,
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
 
     Metrics: ``loss`` (last epoch's mean), ``val_acc`` (the kept epoch's, when there is a
     validation split), ``test_acc`` (of the kept epoch's weights, which the model holds
     afterwards), ``kept_epoch``, ``stopped_early``, ``train_seconds``, ``epochs`` and
-    ``skipped_batches``. ``checkpoint`` is
-    called every ``config.save_every`` epochs and when a SIGINT/SIGTERM stops the run
-    (then :class:`~ffcore.errors.TrainingInterrupted` is raised).
+    ``skipped_batches``. ``checkpoint`` is called every ``config.save_every`` epochs, when
+    a SIGINT/SIGTERM stops the run (then :class:`~ffcore.errors.TrainingInterrupted` is
+    raised), and once training ends, before the test split is evaluated: a signal during
+    the test then stops at once (:class:`~ffcore.signals.StopNow`) and the trained run is
+    already on disk. ``stop`` is the caller's :class:`~ffcore.signals.StopRequests` when it
+    holds the signal handler beyond training (``ff train`` does, until its last save).
 
     Denormal floats are flushed to zero in the calling thread while it trains, and the
     previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for
     torch's worker threads too).
     """
+    if stop is None:
+        stop = StopRequests() if run.parallel is None else run.parallel.stop_requests()
     with flushing_denormals():
-        return _train(run, progress, checkpoint)
+        return _train(run, progress, checkpoint, stop)
 
 
 def _train(
-    run: TrainingRun, progress: Progress | None, checkpoint: Checkpointer | None
+    run: TrainingRun,
+    progress: Progress | None,
+    checkpoint: Checkpointer | None,
+    stop: StopRequests,
 ) -> dict[str, float]:
     config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
@@ -303,7 +340,9 @@ def _train(
     metrics: dict[str, float] = {}
     run.selection.restart(model)  # a finished run trained on: from its last weights
     model.train()
-    with StopRequests() if parallel is None else parallel.stop_requests() as stop:
+    guard = GrowthGuard(model) if check_finite else None
+    lr_note = f" (it is {config.lr:g})" if config.lr is not None else ""
+    with stop:
         while run.epoch < config.epochs and not run.selection.stopped:
             epoch = run.epoch
             positions = model.schedule_positions(epoch, config.epochs)
@@ -332,6 +371,8 @@ def _train(
                     run.skipped += 1
                 else:
                     loss_sum = loss_sum + loss
+                    if run.loss_reference is None and guard is not None:
+                        run.loss_reference = loss_reference(loss)  # once per run
                     if wants_batches:
                         hook.fflib_batch_end(run=run, epoch=epoch, batch=run.batch, loss=loss)
                 run.batch += 1
@@ -346,15 +387,18 @@ def _train(
                         loss_sum if parallel is None else parallel.total_loss(loss_sum)
                     )
                     saved = checkpoint(run) if checkpoint is not None else None
+                    stop.saved(saved)
                     if parallel is not None:
                         parallel.finish()
                     raise TrainingInterrupted(
                         signum, str(saved) if saved else None, epoch, run.batch
                     )
+            # the loss is this process's share in a parallel run, as its reference is
+            checks = partial(_epoch_checks, run, names, guard, float(loss_sum) / batches, lr_note)
             if parallel is None:
-                _health_check(run, names)
-            else:
-                parallel.agree(lambda: _health_check(run, names))
+                checks()
+            else:  # every rank raises alike, or none does
+                parallel.agree(checks)
                 loss_sum = parallel.total_loss(loss_sum)
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
             if run.data.val is not None and len(run.data.val):
@@ -372,21 +416,24 @@ def _train(
                 progress.epoch_end(epoch + 1, metrics)
             save_due = config.save_every and run.epoch % config.save_every == 0
             if checkpoint is not None and save_due and run.epoch < config.epochs:
-                checkpoint(run)
-    scale_lrs(optimizers, run.base_lrs, 1.0)
-    run.selection.finish(model, run.epoch)  # the kept epoch's weights: tested and saved
-    final: dict[str, float] = {
-        "epochs": float(run.epoch),
-        "train_seconds": time.perf_counter() - started,
-        "skipped_batches": float(run.skipped),
-    }
-    for key in ("loss", "val_acc"):
-        if key in metrics:
-            final[key] = metrics[key]
-    final.update(kept_metrics(run))
-    final["test_acc"] = score(model, run.probe, run.data.test, precision=config.precision)
-    if parallel is not None:
-        parallel.finish()
+                stop.saved(checkpoint(run))
+        scale_lrs(optimizers, run.base_lrs, 1.0)
+        run.selection.finish(model, run.epoch)  # the kept epoch's weights: tested and saved
+        final: dict[str, float] = {
+            "epochs": float(run.epoch),
+            "train_seconds": time.perf_counter() - started,
+            "skipped_batches": float(run.skipped),
+        }
+        for key in ("loss", "val_acc"):
+            if key in metrics:
+                final[key] = metrics[key]
+        final.update(kept_metrics(run))
+        if checkpoint is not None:  # first the trained run goes to disk, then the test
+            stop.saved(checkpoint(run))
+        with stop.interrupting():  # nothing is lost by stopping at once now
+            final["test_acc"] = score(model, run.probe, run.data.test, precision=config.precision)
+        if parallel is not None:
+            parallel.finish()
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
     return final

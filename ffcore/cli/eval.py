@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from torch import Tensor, nn
 
 from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
 from ffcore.checkpoint import load_checkpoint, require_components
+from ffcore.cli.json_output import json_line
 from ffcore.components import normalize_name
 from ffcore.devices import resolve_device
 from ffcore.eval_report import confusion_lines, per_class_lines, write_tensorboard
@@ -57,7 +57,7 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
         for name, value in weight_sparsity(model, kind).items():
             table[name][f"sparsity_{kind}"] = value
     if as_json:
-        click.echo(json.dumps(table, indent=2))
+        click.echo(json_line(table, indent=2))
         return
     columns = ["min", "max", "mean", "std", "norm", *(f"sparsity_{k}" for k in kinds)]
     width = max(len(name) for name in table)
@@ -158,7 +158,7 @@ def eval_command(
         if report is not None and per_class:
             result["per_class"] = [r.to_dict() for r in report.classes]
             result["confusion_matrix"] = report.confusion.tolist()
-        click.echo(json.dumps(result))
+        click.echo(json_line(result))
         return
     click.echo(
         f"{meta['model']['name']} (epoch {meta.get('epoch')}) on {normalize_name(data.name)}: "

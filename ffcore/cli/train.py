@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ffcore.cli.json_output import json_line
 from ffcore.cli.progress import ClickProgress
 from ffcore.cli.setting_options import setting_option
 from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
+from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
-from ffcore.runs import resume_run
+from ffcore.runs import resume_run, save_run
+from ffcore.signals import StopNow
 from ffcore.training import TrainingRun, build_run, train
+
+if TYPE_CHECKING:
+    from ffcore.distributed.worker import Processes
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -39,6 +44,29 @@ def parse_component_option(text: str) -> tuple[str, str, Any]:
             "--option", text, f"KIND.NAME=VALUE with KIND one of {', '.join(OPTION_TABLES)}"
         )
     return OPTION_TABLES[kind], option, parse_value(raw)
+
+
+def output_path(run: TrainingRun, resume: str | None, out_given: bool) -> Path:
+    """The checkpoint's path: ``--out``, else (resuming) beside the resumed checkpoint,
+    else ``runs/MODEL-DATASET.pt``."""
+    default = f"{run.names['model']}-{run.names['dataset']}.pt"
+    if resume and not out_given:
+        return resumed_output(Path(resume), run.config.out, default)
+    return Path(run.config.out or f"runs/{default}")
+
+
+def checkpointer(out: Path) -> Any:
+    """Saves a run to ``out`` (or, if that fails, to a fallback it reports once)."""
+    reported: set[str] = set()
+
+    def save(run: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+        saved = save_with_fallback(lambda path: save_run(run, path, metrics), out)
+        if saved.problem and saved.problem not in reported:
+            reported.add(saved.problem)
+            click.echo(f"warning: {saved.problem}", err=True)
+        return saved.path
+
+    return save
 
 
 def count_parameters(model: Any) -> int:
@@ -126,24 +154,44 @@ def train_command(
         nproc = requested_processes(overrides, file_settings, resume)
         if nproc > 1:  # the launcher runs this same command in each process
             ctx.exit(launch_processes(nproc, ctx.find_root().meta.get(ARGV_KEY, [])))
-    if resume:
-        if config_file or "preset" in overrides:
-            raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
-        with processes.rank_zero_first():
+    with processes.rank_zero_first():  # rank 0 may download the data: the others wait
+        if resume:
+            if config_file or "preset" in overrides:
+                raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
             run = resume_run(resume, overrides)
-    else:
-        start = starting_preset(file_settings, overrides)
-        config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
-        recipe = start.name if start.reason == "dataset recipe" else None
-        with processes.rank_zero_first():
+        else:
+            start = starting_preset(file_settings, overrides)
+            config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
+            recipe = start.name if start.reason == "dataset recipe" else None
             run = build_run(config)
+        out = output_path(run, resume, "out" in overrides)
+        # before training: a run that cannot be saved does not start (rank 0 writes it)
+        lock = prepare_output(out) if processes.is_main else None
     processes.attach(run)
-    config = run.config
     parameters = count_parameters(run.model)
-    data = run.data
-    out = Path(config.out or f"runs/{run.names['model']}-{run.names['dataset']}.pt")
+    try:
+        _train_and_save(ctx, run, out, resume, recipe, parameters, as_json, started, processes)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_save(
+    ctx: click.Context,
+    run: TrainingRun,
+    out: Path,
+    resume: str | None,
+    recipe: str | None,
+    parameters: int,
+    as_json: bool,
+    started: float,
+    processes: Processes,
+) -> None:
+    """Train ``run`` and save it to ``out``, holding the stop handler until it is saved."""
+    config, data = run.config, run.data
+    main = processes.is_main  # of several processes, rank 0 prints and writes
     layout = processes.describe(run)
-    if not as_json and processes.is_main:
+    if not as_json and main:
         bf16 = config.precision != "fp32"
         val_size = len(data.val) if data.val else 0
         sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
@@ -161,25 +209,38 @@ def train_command(
             click.echo(layout)
         if resume:
             click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
-    try:
-        metrics = train(
-            run,
-            progress=None if as_json or not processes.is_main else ClickProgress(),
-            checkpoint=lambda current: processes.save(current, out),
-        )
-    except TrainingInterrupted as stop:
-        name = signal.Signals(stop.signum).name
-        if processes.is_main:
+    save = processes.saving(checkpointer(out))
+    with processes.stop_requests() as stop:
+        stop.saved(resume)
+        try:
+            progress = ClickProgress() if main and not as_json else None
+            metrics = train(run, progress=progress, checkpoint=save, stop=stop)
+            with stop.interrupting():
+                checkpoint = save(run, metrics)  # again, with the test accuracy
+        except TrainingInterrupted as interrupted:
+            name = signal.Signals(interrupted.signum).name
+            if not main:
+                ctx.exit(128 + interrupted.signum)
             click.echo(
-                f"\n{name}: stopped in epoch {stop.epoch + 1} after batch {stop.batch}; "
-                f"checkpoint written to {stop.checkpoint}; continue with: "
-                f"ff train --resume {stop.checkpoint}",
+                f"\n{name}: stopped in epoch {interrupted.epoch + 1} after batch "
+                f"{interrupted.batch}; checkpoint written to {interrupted.checkpoint}; "
+                f"continue with: ff train --resume {interrupted.checkpoint}",
                 err=True,
             )
-        ctx.exit(128 + stop.signum)
-    checkpoint = processes.save(run, out, metrics)
+            ctx.exit(128 + interrupted.signum)
+        except StopNow as now:
+            name = signal.Signals(now.signum).name
+            where = (
+                f"the last checkpoint written is {now.checkpoint}; continue with: "
+                f"ff train --resume {now.checkpoint}"
+                if now.checkpoint
+                else "no checkpoint was written"
+            )
+            if main:
+                click.echo(f"\n{name}: stopped at once; {where}", err=True)
+            ctx.exit(128 + now.signum)
     wall = time.perf_counter() - started
-    if not processes.is_main:
+    if not main:
         return
     if as_json:
         summary = {
@@ -199,7 +260,7 @@ def train_command(
             "config": config.to_dict(),
             "processes": run.parallel.world_size if run.parallel else 1,
         }
-        click.echo(json.dumps(summary))
+        click.echo(json_line(summary))
         return
     click.echo(kept_line(run, metrics))
     click.echo(

@@ -1,6 +1,7 @@
 """One ordinary checkpoint for a run that several processes train.
 
-The file is the one-process format (:func:`ffcore.runs.save_run`), so ``ff eval``,
+The file is the one-process format (:func:`ffcore.runs.save_run`, or whatever saves one
+process's run), so ``ff eval``,
 ``ff debug``, :func:`ffcore.checkpoint.load_checkpoint` and ``ff train --resume`` read it
 in a single process, or in any number of processes. Rank 0 writes it:
 
@@ -18,18 +19,16 @@ ranks as soon as one exits with an error status, which would cut the write short
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from ffcore.distributed.faults import communicating
 from ffcore.distributed.pipeline import LayerPipeline, owner_of
-from ffcore.runs import save_run
+from ffcore.errors import CheckpointError
 from ffcore.training import TrainingRun
 
 
@@ -87,29 +86,25 @@ def gather_stages(run: TrainingRun, pipeline: LayerPipeline) -> None:
     model.load_state_dict(weights)
 
 
-def save_distributed(
-    run: TrainingRun, path: str | os.PathLike[str], metrics: dict[str, float] | None = None
-) -> Path:
-    """Write ``run``'s checkpoint from rank 0 (a collective: every rank calls it)."""
+def save_distributed(run: TrainingRun, write: Callable[[], Path]) -> Path:
+    """Gather ``run`` on rank 0 and save it there with ``write`` while the other ranks
+    wait (a collective: every rank calls it); every rank returns the path rank 0 wrote."""
     parallel = run.parallel
     if isinstance(parallel, LayerPipeline):
         gather_stages(run, parallel)
-    session = getattr(parallel, "session", None)
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    if parallel is None or not dist.is_initialized():
+        return write()
     error: BaseException | None = None
-    if rank == 0:
+    written: list[str | None] = [None]
+    if dist.get_rank() == 0:
         try:
-            save_run(run, path, metrics)
+            written[0] = str(write())
         except BaseException as exc:  # the others must not wait for a write that failed
             error = exc
-    if session is not None:
-        failed = torch.tensor([error is not None], dtype=torch.int64)
-        with communicating("waiting for rank 0 to write the checkpoint"):
-            dist.all_reduce(failed, group=session.control)
-        if error is None and int(failed.item()):
-            from ffcore.errors import CheckpointError
-
-            raise CheckpointError(f"rank 0 could not write the checkpoint {path}")
+    with communicating("waiting for rank 0 to write the checkpoint"):
+        dist.broadcast_object_list(written, src=0, group=parallel.session.control)
     if error is not None:
         raise error
-    return Path(path)
+    if written[0] is None:
+        raise CheckpointError("rank 0 could not write the checkpoint (its error says why)")
+    return Path(written[0])

@@ -25,7 +25,8 @@ from ffcore.signals import StopRequests
 
 class RankStopRequests(StopRequests):
     """:class:`~ffcore.signals.StopRequests` for one of several processes: the first
-    SIGINT/SIGTERM is recorded and later ones are ignored.
+    SIGINT/SIGTERM is recorded and repeats are ignored (once the run is saved, a signal
+    still stops at once, as in one process).
 
     A terminal's Ctrl-C reaches the ranks and the launcher, which then passes its own
     signal on: a second signal is no request to hurry. The launcher kills whatever still
@@ -33,8 +34,9 @@ class RankStopRequests(StopRequests):
     """
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is None:
-            self.signum = signum
+        if self.signum is not None and not self._immediate:
+            return  # a repeat, not a request to hurry
+        super()._handle(signum, frame)
 
 
 class StopVote:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from ffcore.distributed.environment import Session
     from ffcore.interfaces import Batch, NegativeSampler, Probe, Split
     from ffcore.signals import StopRequests
     from ffcore.training import TrainingRun
@@ -26,6 +27,8 @@ class ParallelTraining(Protocol):
 
     #: ``"data"`` or ``"layers"``.
     mode: str
+    #: The process group the run trains on.
+    session: Session
     rank: int
     world_size: int
     #: Whether this rank holds every layer's current weights (every data-parallel rank

@@ -10,15 +10,16 @@ for. Only rank 0 prints, and checkpoints are written by rank 0 for all.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
 
 from ffcore.distributed.checkpoints import save_distributed
+from ffcore.distributed.control import RankStopRequests
 from ffcore.distributed.data_parallel import DataParallel
 from ffcore.distributed.environment import (
     DistEnvironment,
@@ -31,8 +32,14 @@ from ffcore.distributed.faults import communicating
 from ffcore.distributed.grid import make_parallel
 from ffcore.distributed.pipeline import LayerPipeline
 from ffcore.errors import FFLibError
-from ffcore.runs import save_run
+from ffcore.signals import StopRequests
 from ffcore.training import TrainingRun
+
+
+class Checkpointer(Protocol):
+    """Saves a run (with its final metrics, if any) and returns where."""
+
+    def __call__(self, run: TrainingRun, metrics: dict[str, float] | None = None, /) -> Path: ...
 
 
 class Processes:
@@ -99,16 +106,24 @@ class Processes:
         self.session.device = run.device
         run.parallel = make_parallel(self.session, run)
 
-    def save(
-        self,
-        run: TrainingRun,
-        path: str | os.PathLike[str],
-        metrics: dict[str, float] | None = None,
-    ) -> Path:
-        """Write ``run``'s checkpoint (rank 0 writes it for all)."""
-        if run.parallel is None:
-            return save_run(run, path, metrics)
-        return save_distributed(run, path, metrics)
+    def saving(self, write: Checkpointer) -> Checkpointer:
+        """``write`` (how one process saves a run), for the processes of this run: every
+        rank calls what this returns; of several, rank 0 gathers the run and writes it
+        with ``write`` while the others wait, and every rank gets the path it wrote."""
+        if self.env is None:
+            return write
+
+        def save(run: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+            if run.parallel is None:
+                return write(run, metrics)
+            return save_distributed(run, lambda: write(run, metrics))
+
+        return save
+
+    def stop_requests(self) -> StopRequests:
+        """What records SIGINT/SIGTERM: of several processes, one that ignores a repeated
+        signal (see :class:`~ffcore.distributed.control.RankStopRequests`)."""
+        return StopRequests() if self.env is None else RankStopRequests()
 
     def describe(self, run: TrainingRun) -> str | None:
         """A line about the layout for the run's first lines (``None`` for one process)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,11 @@ class DataSplits:
             )
         if self.num_classes < 2:
             raise InvalidValueError("num_classes", self.num_classes, "at least 2")
+        if math.prod(self.input_shape) == 0:
+            raise DataError(
+                f"dataset {self.name!r}: inputs of shape {tuple(self.input_shape)} hold no "
+                "values; expected at least one feature per sample"
+            )
         for split_name, split in (("train", self.train), ("val", self.val), ("test", self.test)):
             if split is None:
                 continue

@@ -125,9 +125,30 @@ class Preprocessing:
         )
 
 
+def finite_statistics(train_x: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The scalar mean and standard deviation (at least 1e-8) of ``train_x``'s finite
+    values; ``None`` when it has none.
+
+    Only the finite values count, so that one NaN pixel stays one NaN value (which
+    :class:`~ffcore.interfaces.DataSplits` reports, counted right) instead of turning
+    every value of every split into NaN. Data without NaN or infinities gets exactly the
+    statistics of all its values.
+    """
+    values = train_x
+    if train_x.is_floating_point() and not bool(torch.isfinite(train_x).all()):
+        values = train_x[torch.isfinite(train_x)]
+    if values.numel() == 0:
+        return None
+    std = values.std() if values.numel() > 1 else torch.zeros((), dtype=values.dtype)
+    return values.mean(), std.clamp_min(1e-8)
+
+
 def standardization(train_x: Tensor, *, raw_max: float | None) -> Preprocessing:
     """The preprocessing :func:`ffcore.data.standardize` applies with ``train_x``'s scalar
-    mean and standard deviation (``train_x`` already divided by ``raw_max``)."""
-    mean = train_x.mean()
-    std = train_x.std().clamp_min(1e-8)
+    mean and standard deviation (``train_x`` already divided by ``raw_max``); no
+    standardisation when ``train_x`` holds no finite value (the data set refuses it)."""
+    statistics = finite_statistics(train_x)
+    if statistics is None:
+        return Preprocessing(raw_max=raw_max)
+    mean, std = statistics
     return Preprocessing(raw_max=raw_max, mean=(float(mean),), std=(float(std),))

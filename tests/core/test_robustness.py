@@ -17,7 +17,7 @@ from torch import Tensor
 import ffcore
 from ffcore.cli.main import cli
 from ffcore.config import FIELDS, build_config, read_config_file
-from ffcore.errors import DataError, DivergenceError, FFLibError, InvalidValueError
+from ffcore.errors import ConfigError, DataError, DivergenceError, FFLibError, InvalidValueError
 from ffcore.interfaces import Batch, DataSplits, GoodnessFunction, Split
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.training import build_run, train
@@ -192,6 +192,77 @@ def test_random_config_documents_read_or_fail_cleanly(tmp_path: Path, text: str)
     path.write_text(text, encoding="utf-8")
     with contextlib.suppress(FFLibError):
         build_config(file=read_config_file(path))
+
+
+NESTED = st.integers(min_value=1, max_value=3000).flatmap(
+    lambda depth: st.sampled_from(
+        [
+            "layers = " + "[" * depth + "]" * depth,
+            "model_options = " + "{a = " * depth + "1" + "}" * depth,
+            "[" + ".".join(["t"] * depth) + "]",
+        ]
+    )
+)
+#: Config files as bytes: anything at all, valid text with a BOM or a stray byte in other
+#: encodings, and arrays or tables nested up to thousands of levels.
+CONFIG_BYTES = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=80).map(lambda t: "\ufeff".encode() + t.encode("utf-8")),
+    st.text(max_size=80).map(lambda t: t.encode("utf-16")),
+    st.text(alphabet='abcé=[]{}\n "1', max_size=80).map(lambda t: t.encode("latin-1")),
+    NESTED.map(str.encode),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(CONFIG_BYTES)
+def test_random_config_bytes_read_or_fail_in_one_line(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "random.toml"
+    path.write_bytes(data)
+    try:
+        build_config(file=read_config_file(path))
+    except FFLibError as exc:
+        assert "\n" not in str(exc).strip()  # one line, whatever the bytes
+
+
+def test_config_files_in_bytes_that_are_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_bytes("\ufeff".encode() + b"layers = [8]\nepochs = 1\n")
+    assert read_config_file(path) == {"layers": [8], "epochs": 1}  # a BOM is fine
+    path.write_bytes(b"layers = [8]\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"line 2: not UTF-8 text \(byte 0xe9 at offset 18\)"):
+        read_config_file(path)
+    path.write_bytes(b"layers = " + b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_config_file(path)
+    path.write_bytes(b"model_options = " + b"{a = " * 40 + b"1" + b"}" * 40)
+    with pytest.raises(ConfigError, match="nested more than 32 levels deep"):
+        read_config_file(path)
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError):
+        read_config_file(path)
+    path.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(ConfigError, match="at most 1,048,576 bytes"):
+        read_config_file(path)
+
+
+def test_the_cli_reads_a_config_with_a_bom_and_refuses_binary(tmp_path: Path) -> None:
+    config = tmp_path / "bom.toml"
+    config.write_bytes("\ufeff".encode() + b'preset = "plain"\nlayers = [8]\nepochs = 1\n')
+    ok = CliRunner().invoke(
+        cli, ["train", "--config", str(config), "--device", "cpu", "--out", str(tmp_path / "m")]
+    )
+    assert ok.exit_code == 0, ok.output
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\x00\xff\xfe" * 10)
+    bad = CliRunner().invoke(cli, ["train", "--config", str(binary)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert [line for line in bad.output.splitlines() if line.startswith("Error:")] == [
+        f"Error: {binary}, line 1: not UTF-8 text (byte 0xff at offset 1); a config file is "
+        "TOML, saved as UTF-8"
+    ]
 
 
 OPTION_VALUES = {

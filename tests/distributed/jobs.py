@@ -23,8 +23,8 @@ from ffcore.distributed.environment import DistEnvironment, prepare_process, sta
 from ffcore.distributed.grid import make_parallel
 from ffcore.distributed.worker import Processes
 from ffcore.errors import FFLibError
-from ffcore.runs import resume_run
-from ffcore.training import build_run, train
+from ffcore.runs import resume_run, save_run
+from ffcore.training import TrainingRun, build_run, train
 
 #: The tiny settings every job shares: digits, few units, one epoch, batches that split
 #: unevenly over two ranks (1294 training samples: 13 batches of 99 and one of 7).
@@ -121,8 +121,12 @@ def run_job(name: str, out: Path, processes: Processes) -> None:
         run = build_run(job.config())
     assert processes.session is not None
     run.parallel = make_parallel(processes.session, run)
-    metrics = train(run)
-    processes.save(run, out / f"{name}.pt", metrics)
+    path = out / f"{name}.pt"
+
+    def write(current: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+        return save_run(current, path, metrics)
+
+    processes.saving(write)(run, train(run))
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 
 from ffcore.data import make_splits
+from ffcore.errors import InvalidValueError
 from ffcore.interfaces import DataSplits, Preprocessing, standardization
+from ffcore.limits import MAX_SYNTHETIC_SAMPLES
 from ffcore.validate import integer, number
 from ffplugins.datasets.idx import read_idx
 
@@ -49,6 +51,8 @@ def xor(
 ) -> DataSplits:
     """Two noisy inputs near {-1, +1}; the label is their XOR (needs a hidden layer)."""
     integer("samples", samples, minimum=10, expected="an integer of at least 10")
+    if samples > MAX_SYNTHETIC_SAMPLES:
+        raise InvalidValueError("samples", samples, f"at most {MAX_SYNTHETIC_SAMPLES:,}")
     number("noise", noise, low=0, expected="a non-negative number")
     generator = torch.Generator().manual_seed(seed + 7)
     bits = torch.randint(0, 2, (samples, 2), generator=generator)

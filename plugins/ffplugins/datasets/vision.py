@@ -56,6 +56,12 @@ CIFAR10_CLASSES = (
 )
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (torchvision's span several)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
 def default_root() -> Path:
     """``$FFLIB_DATA`` if set, else ``~/.cache/fflib/data``."""
     env = os.environ.get(DATA_ROOT_ENV)
@@ -99,7 +105,7 @@ def _torchvision_download(folder: str, root: Path) -> None:
         try:
             dataset_class(str(root), train=train, download=True)
         except Exception as exc:  # network errors, checksum errors, ...
-            raise DataError(f"could not download {folder} into {root}: {exc}") from exc
+            raise DataError(f"could not download {folder} into {root}: {first_line(exc)}") from exc
 
 
 def load_mnist_like(
@@ -194,7 +200,9 @@ def cifar10(
             data = torchvision.datasets.CIFAR10(str(base), train=train, download=download)
         except Exception as exc:
             hint = "" if download else " (downloading is off: drop --no-download to fetch it)"
-            raise DataError(f"dataset 'cifar10': cannot load from {base}: {exc}{hint}") from exc
+            raise DataError(
+                f"dataset 'cifar10': cannot load from {base}: {first_line(exc)}{hint}"
+            ) from exc
         x = torch.as_tensor(data.data).permute(0, 3, 1, 2).float().div_(PIXEL_MAX)
         tensors.append((x, torch.as_tensor(data.targets, dtype=torch.long)))
     preprocessing = standardization(tensors[0][0], raw_max=PIXEL_MAX)
