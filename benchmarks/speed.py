@@ -248,6 +248,8 @@ def worker(
         str(repeats or args.repeats),
         "--precision",
         precision,
+        "--clock",
+        args.clock,
     ]
     if peer_path is not None:
         command += ["--peer-path", str(peer_path)]
@@ -297,6 +299,7 @@ class Case:
             "samples": self.samples,
             "threads": args.threads,
             "device": args.device,
+            "clock": args.clock,
         }
 
 
@@ -731,6 +734,13 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=sorted({case.name for case in cases(2000)}),
         help="only these cases (default: all)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time, or the process's CPU time: with --threads 1, it is what a machine "
+        "shared with other work disturbs least (with more threads it also counts their waits)",
     )
     parser.add_argument("--quick", action="store_true", help="1 round, no scaling tables")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fflib" / "bench")

@@ -53,15 +53,24 @@ class Timed:
     warmup: int
 
 
-def timed(step: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    """Seconds per call of ``step``, ``repeats`` times after ``warmup`` calls."""
+#: The clocks ``--clock`` chooses from: wall time, or the process's CPU time (all its
+#: threads), which a machine shared with other work barely disturbs at one thread (with
+#: more, it also counts the time threads spend waiting for each other).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(
+    step: Callable[[], object], repeats: int, warmup: int, clock: str = "wall"
+) -> list[float]:
+    """Seconds per call of ``step`` on ``clock``, ``repeats`` times after ``warmup`` calls."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = now()
         step()
-        times.append(time.perf_counter() - started)
+        times.append(now() - started)
     return times
 
 
@@ -104,6 +113,18 @@ def cycling(count: int) -> Callable[[], int]:
 # --- FFLib (the source tree on the path) --------------------------------------------------
 
 
+def batch_trainer(model: Any) -> Callable[[Tensor, Tensor, Any], Tensor]:
+    """``model.train_batch`` called the way the FFLib tree on the path takes it:
+    ``train_batch(Batch(x, y), negatives)`` where ``ffcore.interfaces`` has a ``Batch``,
+    ``train_batch(x, y, negatives)`` in trees from before it. One worker then times a tree
+    and the commit before a change of that API side by side."""
+    try:
+        from ffcore.interfaces import Batch  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return lambda x, y, negatives: model.train_batch(x, y, negatives)
+    return lambda x, y, negatives: model.train_batch(Batch(x, y), negatives)
+
+
 def ours(
     case: str, batch: int, widths: list[int], device: torch.device, samples: int = 60_000
 ) -> Timed:
@@ -112,18 +133,23 @@ def ours(
 
     torch.manual_seed(0)
     negatives = ffcore.create_negatives("random")
-    if case == "ffnet-train":
-        model = ffcore.create_model("ffnet", (FEATURES,), CLASSES, layers=widths)
+    if case in ("ffnet-train", "ffc-train", "ffrnn-train"):
+        name = case.removesuffix("-train")
+        extra: dict[str, Any] = {"schedule": "joint"} if name == "ffc" else {}
+        model = ffcore.create_model(name, (FEATURES,), CLASSES, layers=widths, **extra)
         model.to(device)
-        x, y = data(batch * 16, device)
-        following = cycling(16)
+        model.on_epoch_start(0, 2)
+        train = batch_trainer(model)
+        blocks = 16 if name == "ffnet" else 4  # batches cycled through
+        x, y = data(batch * blocks, device)
+        following = cycling(blocks)
 
         def step() -> None:
             start = following() * batch
-            model.train_batch(x[start : start + batch], y[start : start + batch], negatives)
+            train(x[start : start + batch], y[start : start + batch], negatives)
             sync(device)
 
-        return Timed(step, warmup=3)
+        return Timed(step, warmup=3 if name == "ffnet" else 2)
     if case in ("ffnet-tryall", "ffc-infer", "ffrnn-tryall"):
         name = {"ffnet-tryall": "ffnet", "ffc-infer": "ffc", "ffrnn-tryall": "ffrnn"}[case]
         model = ffcore.create_model(name, (FEATURES,), CLASSES, layers=widths)
@@ -138,21 +164,6 @@ def ours(
             sync(device)
 
         return Timed(predict, warmup=1)
-    if case in ("ffrnn-train", "ffc-train"):
-        name = "ffrnn" if case == "ffrnn-train" else "ffc"
-        extra: dict[str, Any] = {"schedule": "joint"} if name == "ffc" else {}
-        model = ffcore.create_model(name, (FEATURES,), CLASSES, layers=widths, **extra)
-        model.to(device)
-        model.on_epoch_start(0, 2)
-        x, y = data(batch * 4, device)
-        following = cycling(4)
-
-        def joint_step() -> None:
-            start = following() * batch
-            model.train_batch(x[start : start + batch], y[start : start + batch], negatives)
-            sync(device)
-
-        return Timed(joint_step, warmup=2)
     raise SystemExit(f"unknown case {case}")
 
 
@@ -172,11 +183,11 @@ def epoch_overhead(
     x, y = data(samples, device)
     split = Split(x, y)
     inside = [0.0, 0.0]  # seconds in train_batch, batches trained
-    original = model.train_batch
+    train = batch_trainer(model)
 
     def counted(xb: Tensor, yb: Tensor, sampler: Any) -> Tensor:
         started = time.perf_counter()
-        loss = original(xb, yb, sampler)
+        loss = train(xb, yb, sampler)
         inside[0] += time.perf_counter() - started
         inside[1] += 1
         return loss
@@ -488,8 +499,8 @@ def matmul(case: str, batch: int, widths: list[int], device: torch.device, preci
     return Timed(step, warmup=3)
 
 
-def measure(timing: Timed, repeats: int, flops: bool) -> dict[str, Any]:
-    times = timed(timing.call, repeats, timing.warmup)
+def measure(timing: Timed, repeats: int, flops: bool, clock: str = "wall") -> dict[str, Any]:
+    times = timed(timing.call, repeats, timing.warmup, clock)
     result: dict[str, Any] = {"median_seconds": statistics.median(times), "times": times}
     if flops:
         result["flops"] = counted_flops(timing.call)
@@ -501,21 +512,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     widths = [args.width] * args.layers
     if args.impl == "matmul":
-        return measure(
-            matmul(args.case, args.batch, widths, device, args.precision), args.repeats, args.flops
-        )
-    if args.impl == "seed":
-        return measure(seed(args.case, args.batch, widths, device), args.repeats, args.flops)
-    if args.impl == "loewex":
+        timing = matmul(args.case, args.batch, widths, device, args.precision)
+    elif args.impl == "seed":
+        timing = seed(args.case, args.batch, widths, device)
+    elif args.impl == "loewex":
         timing = loewex(args.case, args.batch, widths, device, args.variant)
-        return measure(timing, args.repeats, args.flops)
-    from ffcore.precision import autocast
+    else:
+        from ffcore.precision import autocast
 
-    with autocast(device, args.precision):
-        if args.case == "epoch-overhead":
-            return epoch_overhead(args.batch, widths, device, args.samples)
-        timing = ours(args.case, args.batch, widths, device, args.samples)
-        return measure(timing, args.repeats, args.flops)
+        with autocast(device, args.precision):
+            if args.case == "epoch-overhead":
+                return epoch_overhead(args.batch, widths, device, args.samples)
+            timing = ours(args.case, args.batch, widths, device, args.samples)
+            return measure(timing, args.repeats, args.flops, args.clock)
+    return measure(timing, args.repeats, args.flops, args.clock)
 
 
 def main() -> None:
@@ -537,6 +547,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60_000, help="epoch size (epoch cases)")
     parser.add_argument("--precision", default="fp32", help="ours and matmul: fp32 or bf16")
     parser.add_argument("--flops", action="store_true", help="count one more call's FLOPs")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="what is timed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.peer_path:

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -112,6 +113,7 @@ def speed_args(tmp_path: Path, **overrides: Any) -> argparse.Namespace:
         "repeats": 1,
         "cases": ["ffnet-train", "ffc-infer"],
         "cache": tmp_path,
+        "clock": "wall",
     }
     return argparse.Namespace(**{**options, **overrides})
 
@@ -519,3 +521,17 @@ def test_speed_worker_runs_bf16_steps_and_the_bf16_ceiling() -> None:
         assert result.returncode == 0, result.stderr
         timing = json.loads(result.stdout.strip().splitlines()[-1])
         assert len(timing["times"]) == 2 and timing["median_seconds"] > 0
+
+
+def test_speed_worker_cpu_clock_leaves_out_time_the_process_does_not_run() -> None:
+    spec = importlib.util.spec_from_file_location("speed_worker", BENCHMARKS / "speed_worker.py")
+    assert spec is not None and spec.loader is not None
+    worker = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("speed_worker", worker)  # dataclasses look their module up there
+    spec.loader.exec_module(worker)
+
+    def nap() -> None:  # what another process's turn on the CPU looks like from here
+        time.sleep(0.05)
+
+    assert min(worker.timed(nap, 2, 0, "wall")) >= 0.05
+    assert max(worker.timed(nap, 2, 0, "cpu")) < 0.02
