@@ -733,7 +733,7 @@ def parser() -> argparse.ArgumentParser:
         "--cases",
         nargs="+",
         choices=sorted({case.name for case in cases(2000)}),
-        help="only these cases (default: all)",
+        help="only these cases, and no epoch and scaling measurements (default: all)",
     )
     parser.add_argument(
         "--clock",
@@ -757,8 +757,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if duplicates:
         raise SystemExit(f"--peer: the names {', '.join(duplicates)} are given more than once")
     rows = compare(args, available_peers(requested, args.cache))
-    epoch_outside_math(args)
-    scaled = [] if args.quick else scaling(args)
+    scaled: list[dict[str, Any]] = []
+    if not args.cases:  # a selection of cases is a comparison only
+        epoch_outside_math(args)
+        scaled = [] if args.quick else scaling(args)
     print_table(rows, args.precisions)
     print_scaling(scaled)
 

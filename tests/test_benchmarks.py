@@ -535,3 +535,17 @@ def test_speed_worker_cpu_clock_leaves_out_time_the_process_does_not_run() -> No
 
     assert min(worker.timed(nap, 2, 0, "wall")) >= 0.05
     assert max(worker.timed(nap, 2, 0, "cpu")) < 0.02
+
+
+def test_speed_with_chosen_cases_runs_only_their_comparison(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    speed = load_speed()
+    fake = FakeWorker()
+    monkeypatch.setattr(speed, "worker", fake)
+    absent = tmp_path / "absent"
+    options = ["--quick", "--precisions", "fp32", "--cases", "ffc-infer"]
+    speed.main([*options, "--peer", f"loewex={absent}", "--cache", str(tmp_path)])
+    assert {call["case"] for call in fake.calls} == {"ffc-infer", "matmul-predict"}
+    out = capsys.readouterr().out
+    assert "ffc-infer" in out and "scaling" not in out and "epoch" not in out
