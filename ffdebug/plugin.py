@@ -61,8 +61,9 @@ def fflib_train_start(run: TrainingRun) -> None:
     """Start tracing ``run`` into its ``tensorboard`` directory, if it is set."""
     _drop_stale_tracer()
     logdir = run.config.setting(LOGDIR)
-    if logdir is None:
-        return
+    parallel = run.parallel
+    if logdir is None or (parallel is not None and parallel.replica):
+        return  # a copy of another rank's layers (data parallel): that rank traces them
     from ffdebug.tracer import Tracer
 
     tracer = Tracer(run, logdir, run.config.setting(TRACE_EVERY))

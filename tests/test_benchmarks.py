@@ -524,6 +524,47 @@ def test_speed_worker_runs_bf16_steps_and_the_bf16_ceiling() -> None:
         assert len(timing["times"]) == 2 and timing["median_seconds"] > 0
 
 
+def load_scaling() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scaling", BENCHMARKS / "scaling.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("scaling", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scaling_model_is_bounded_by_the_slowest_stage_and_the_links() -> None:
+    scaling = load_scaling()
+    fast = 1e9  # Gbit/s: transfers cost nothing
+    assert scaling.pipeline_speedup([1.0] * 4, [8.0] * 3 + [0.0], fast) == pytest.approx(4.0)
+    assert scaling.pipeline_speedup([1.0, 3.0], [8.0, 0.0], fast) == pytest.approx(4 / 3)
+    # a 1-second transfer (125 MB at 1 Gbit/s) behind 10 ms layers
+    assert scaling.pipeline_speedup([0.01, 0.01], [1.25e8, 0.0], 1.0) < 0.03
+    # four nodes: a quarter of the work each, plus six 50-microsecond hops per layer
+    assert scaling.data_parallel_speedup([1.0, 1.0], [10, 10], 4, fast) == pytest.approx(
+        4, rel=1e-2
+    )
+    # one layer of 1e8 parameters on 2 nodes at 1 Gbit/s: 3.2 s of all-reduce for 1 s of work
+    assert scaling.data_parallel_speedup([1.0], [10**8], 2, 1.0) < 0.3
+    assert scaling.communication_bound_batch(1e-3, 0.1) == pytest.approx(100)
+
+
+def test_the_scaling_benchmark_times_both_layouts() -> None:
+    command = [sys.executable, str(BENCHMARKS / "scaling.py"), "--nets", "32-16"]
+    result = subprocess.run(
+        [*command, "--batches", "32", "--steps", "2"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["mode"] for row in rows] == ["data", "layers"]
+    for row in rows:
+        assert row["two_processes"] > 0 and [r["rank"] for r in row["ranks"]] == [0, 1]
+        assert all(0 <= r["wait_share"] <= 1 for r in row["ranks"])
+    assert rows[1]["ranks"][0]["holds"] == "layers 0-0"  # the pipeline split the two layers
+    assert rows[1]["ranks"][0]["bytes_per_batch"] == 4 * 64 * 32  # 64 rows of 32 floats
+    assert "| net | batch | Gbit/s | pipeline speedup" in result.stdout
+
+
 def test_speed_worker_cpu_clock_leaves_out_time_the_process_does_not_run() -> None:
     spec = importlib.util.spec_from_file_location("speed_worker", BENCHMARKS / "speed_worker.py")
     assert spec is not None and spec.loader is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,11 @@ from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.runs import resume_run, save_run
-from ffcore.signals import StopNow, StopRequests
+from ffcore.signals import StopNow
 from ffcore.training import TrainingRun, build_run, train
+
+if TYPE_CHECKING:
+    from ffcore.distributed.worker import Processes
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -127,9 +130,16 @@ def train_command(
     """Train a model, report validation and test accuracy, and save a checkpoint.
 
     Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
-    `ff train --resume` continues from.
+    `ff train --resume` continues from. With --nproc N (or under torchrun) several
+    processes train together: see docs/distributed.md.
     """
+    from ffcore.cli.main import ARGV_KEY
+    from ffcore.distributed.launch import launch_processes, requested_processes
+    from ffcore.distributed.worker import Processes
+
     started = time.perf_counter()
+    processes = Processes.current()  # one of several: its threads, GPU and process group
+    ctx.call_on_close(processes.close)
     overrides: dict[str, Any] = {
         key: value
         for key, value in options.items()
@@ -139,24 +149,31 @@ def train_command(
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
     recipe: str | None = None  # the data set recipe this run starts from, if any
-    if resume:
-        if config_file or "preset" in overrides:
-            raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
-        run = resume_run(resume, overrides)
-    else:
-        file_settings = read_config_file(config_file) if config_file else {}
-        start = starting_preset(file_settings, overrides)
-        config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
-        recipe = start.name if start.reason == "dataset recipe" else None
-        run = build_run(config)
-    config = run.config
+    file_settings = read_config_file(config_file) if config_file else {}
+    if not processes.several:
+        nproc = requested_processes(overrides, file_settings, resume)
+        if nproc > 1:  # the launcher runs this same command in each process
+            ctx.exit(launch_processes(nproc, ctx.find_root().meta.get(ARGV_KEY, [])))
+    with processes.rank_zero_first():  # rank 0 may download the data: the others wait
+        if resume:
+            if config_file or "preset" in overrides:
+                raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
+            run = resume_run(resume, overrides)
+        else:
+            start = starting_preset(file_settings, overrides)
+            config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
+            recipe = start.name if start.reason == "dataset recipe" else None
+            run = build_run(config)
+        out = output_path(run, resume, "out" in overrides)
+        # before training: a run that cannot be saved does not start (rank 0 writes it)
+        lock = prepare_output(out) if processes.is_main else None
+    processes.attach(run)
     parameters = count_parameters(run.model)
-    out = output_path(run, resume, "out" in overrides)
-    lock = prepare_output(out)  # before training: a run that cannot be saved does not start
     try:
-        _train_and_save(ctx, run, out, resume, recipe, parameters, as_json, started)
+        _train_and_save(ctx, run, out, resume, recipe, parameters, as_json, started, processes)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _train_and_save(
@@ -168,10 +185,13 @@ def _train_and_save(
     parameters: int,
     as_json: bool,
     started: float,
+    processes: Processes,
 ) -> None:
     """Train ``run`` and save it to ``out``, holding the stop handler until it is saved."""
     config, data = run.config, run.data
-    if not as_json:
+    main = processes.is_main  # of several processes, rank 0 prints and writes
+    layout = processes.describe(run)
+    if not as_json and main:
         bf16 = config.precision != "fp32"
         val_size = len(data.val) if data.val else 0
         sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
@@ -185,19 +205,22 @@ def _train_and_save(
                 f"settings: the {recipe} recipe (preset {recipe!r}); "
                 f"--preset {PLAIN} for FFLib's generic defaults"
             )
+        if layout:
+            click.echo(layout)
         if resume:
             click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
-    save = checkpointer(out)
-    with StopRequests() as stop:
+    save = processes.saving(checkpointer(out))
+    with processes.stop_requests() as stop:
         stop.saved(resume)
         try:
-            metrics = train(
-                run, progress=None if as_json else ClickProgress(), checkpoint=save, stop=stop
-            )
+            progress = ClickProgress() if main and not as_json else None
+            metrics = train(run, progress=progress, checkpoint=save, stop=stop)
             with stop.interrupting():
                 checkpoint = save(run, metrics)  # again, with the test accuracy
         except TrainingInterrupted as interrupted:
             name = signal.Signals(interrupted.signum).name
+            if not main:
+                ctx.exit(128 + interrupted.signum)
             click.echo(
                 f"\n{name}: stopped in epoch {interrupted.epoch + 1} after batch "
                 f"{interrupted.batch}; checkpoint written to {interrupted.checkpoint}; "
@@ -213,9 +236,12 @@ def _train_and_save(
                 if now.checkpoint
                 else "no checkpoint was written"
             )
-            click.echo(f"\n{name}: stopped at once; {where}", err=True)
+            if main:
+                click.echo(f"\n{name}: stopped at once; {where}", err=True)
             ctx.exit(128 + now.signum)
     wall = time.perf_counter() - started
+    if not main:
+        return
     if as_json:
         summary = {
             "model": run.names["model"],
@@ -232,6 +258,7 @@ def _train_and_save(
             "epochs": run.history,
             "checkpoint": str(checkpoint),
             "config": config.to_dict(),
+            "processes": run.parallel.world_size if run.parallel else 1,
         }
         click.echo(json_line(summary))
         return
