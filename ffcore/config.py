@@ -51,6 +51,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 _COMPONENT = "a component name"
+#: ``--parallel``: how several processes share a run (see :mod:`ffcore.distributed`).
+PARALLEL_MODES = ("data", "layers")
 _OPTIONS = "a table of options"
 
 
@@ -155,6 +157,30 @@ class TrainConfig:
         "fp32, or bf16: mixed precision, matrix products in bfloat16.",
         choices=PRECISION_NAMES,
         expected="'fp32' or 'bf16'",
+        resumable=True,
+    )
+    nproc: int | None = setting_field(
+        None,
+        "Train in N processes on this machine (torch's elastic launcher; see "
+        "docs/distributed.md). Under torchrun it is ignored.",
+        expected="a positive number of processes",
+        check=lambda n: n >= 1,
+        resumable=True,
+    )
+    parallel: str | None = setting_field(
+        None,
+        "With several processes: 'data' (each trains on a share of every batch; the "
+        "default) or 'layers' (a pipeline: each trains a run of layers).",
+        choices=PARALLEL_MODES,
+        expected="'data' or 'layers'",
+        resumable=True,
+    )
+    data_parallel: int | None = setting_field(
+        None,
+        "With --parallel layers: processes per pipeline stage, each on a share of every "
+        "batch (a divisor of the process count).",
+        expected="a positive number of processes",
+        check=lambda n: n >= 1,
         resumable=True,
     )
     val_split: float = setting_field(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -45,6 +46,9 @@ from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
 from ffcore.selection import EpochSelection
 from ffcore.signals import StopRequests
 from ffcore.sizing import allocating, check_run_memory
+
+if TYPE_CHECKING:
+    from ffcore.distributed.strategy import ParallelTraining
 
 #: Samples per forward pass when evaluating (TryAll multiplies this by the label count).
 EVAL_BATCH_SIZE = 1000
@@ -103,6 +107,9 @@ class TrainingRun:
     selection: EpochSelection = field(default_factory=EpochSelection)
     #: Which preset the settings started from, why, and where each setting came from.
     resolved: ResolvedConfig | None = None
+    #: How this process shares the run with others (``None``: it trains alone); see
+    #: :mod:`ffcore.distributed`.
+    parallel: ParallelTraining | None = None
 
 
 def build_run(config: TrainConfig) -> TrainingRun:
@@ -225,6 +232,19 @@ def _health_check(run: TrainingRun, names: dict[int, str]) -> None:
             )
 
 
+def _epoch_checks(
+    run: TrainingRun,
+    names: dict[int, str],
+    guard: GrowthGuard | None,
+    loss: float,
+    lr_note: str,
+) -> None:
+    """The end-of-epoch checks: the health check, then (when on) loss and weight growth."""
+    _health_check(run, names)
+    if guard is not None:
+        guard.check(run.model, run.epoch, loss, run.loss_reference, lr_note)
+
+
 def _divergence_message(run: TrainingRun, exc: DivergenceError, names: dict[int, str]) -> str:
     where = f"in epoch {run.epoch + 1}, batch {run.batch + 1}"
     layer = f" (layer {names[id(exc.layer)]!r})" if id(exc.layer) in names else ""
@@ -277,8 +297,12 @@ def train(
     previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for
     torch's worker threads too).
     """
+    if stop is None:
+        stop = StopRequests() if run.parallel is None else run.parallel.stop_requests()
     with flushing_denormals():
-        return _train(run, console_progress(progress), checkpoint, stop or StopRequests())
+        if run.parallel is not None and run.parallel.rank != 0:
+            progress = None  # of several processes, rank 0 shows the progress
+        return _train(run, console_progress(progress), checkpoint, stop)
 
 
 def _train(
@@ -289,6 +313,7 @@ def _train(
 ) -> dict[str, float]:
     config, model, plugins = run.config, run.model, get_plugin_manager()
     hook = plugins.hook
+    parallel = run.parallel
     # First: a plugin may register its per-batch observers here, only for the runs that
     # need them, so that idle plugins cost the hot loop nothing.
     hook.fflib_train_start(run=run)
@@ -308,6 +333,10 @@ def _train(
         if isinstance(module, FFLayer):
             module.check_finite = per_layer
     names = {id(module): name for name, module in model.named_modules() if name}
+    if parallel is not None:
+        parallel.start(run)
+    train_batch = model.train_batch if parallel is None else parallel.train_batch
+    score = evaluate if parallel is None else parallel.evaluate
     optimizers = model.optimizers()
     if run.base_lrs is None:
         run.base_lrs = current_lrs(optimizers)
@@ -341,7 +370,7 @@ def _train(
             ):
                 try:
                     with precision:
-                        loss = model.train_batch(Batch(x, y), run.negatives)
+                        loss = train_batch(Batch(x, y), run.negatives)
                     if check_finite and not bool(torch.isfinite(loss)):
                         raise DivergenceError(f"non-finite loss {float(loss)}")
                 except DivergenceError as exc:
@@ -358,19 +387,30 @@ def _train(
                 run.step += 1
                 if progress is not None:
                     progress.advance(loss_sum)
-                if stop.signum is not None:
-                    run.loss_sum = float(loss_sum)
+                signum = (
+                    stop.signum if parallel is None else parallel.agreed_stop(run.step, stop.signum)
+                )
+                if signum is not None:
+                    run.loss_sum = float(
+                        loss_sum if parallel is None else parallel.total_loss(loss_sum)
+                    )
                     saved = checkpoint(run) if checkpoint is not None else None
                     stop.saved(saved)
+                    if parallel is not None:
+                        parallel.finish()
                     raise TrainingInterrupted(
-                        stop.signum, str(saved) if saved else None, epoch, run.batch
+                        signum, str(saved) if saved else None, epoch, run.batch
                     )
-            _health_check(run, names)
+            # the loss is this process's share in a parallel run, as its reference is
+            checks = partial(_epoch_checks, run, names, guard, float(loss_sum) / batches, lr_note)
+            if parallel is None:
+                checks()
+            else:  # every rank raises alike, or none does
+                parallel.agree(checks)
+                loss_sum = parallel.total_loss(loss_sum)
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
-            if guard is not None:
-                guard.check(model, epoch, metrics["loss"], run.loss_reference, lr_note)
             if run.data.val is not None and len(run.data.val):
-                metrics["val_acc"] = evaluate(
+                metrics["val_acc"] = score(
                     model, run.probe, run.data.val, precision=config.precision
                 )
             metrics["epoch_seconds"] = time.perf_counter() - epoch_started
@@ -399,9 +439,9 @@ def _train(
         if checkpoint is not None:  # first the trained run goes to disk, then the test
             stop.saved(checkpoint(run))
         with stop.interrupting():  # nothing is lost by stopping at once now
-            final["test_acc"] = evaluate(
-                model, run.probe, run.data.test, precision=config.precision
-            )
+            final["test_acc"] = score(model, run.probe, run.data.test, precision=config.precision)
+        if parallel is not None:
+            parallel.finish()
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
     if progress is not None:

@@ -26,16 +26,25 @@ HPARAM_METRICS = ("hparam/test_acc", "hparam/val_acc", "hparam/train_loss")
 
 
 class EventWriter:
-    """A ``SummaryWriter`` for one log directory, closed exactly once (at exit at the latest)."""
+    """A ``SummaryWriter`` for one log directory, closed exactly once (at exit at the latest).
 
-    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+    ``filename_suffix`` ends the event file's name: the ranks of a run that several
+    processes train (``.rank1``) write their own files into the one run directory.
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str], filename_suffix: str = "") -> None:
         self.logdir = Path(logdir)
         if self.logdir.exists() and not self.logdir.is_dir():
             raise TracingError(f"cannot write TensorBoard logs to {self.logdir}: not a directory")
         try:
             self.logdir.mkdir(parents=True, exist_ok=True)
             # a long queue: the training thread hands events over without waiting
-            self.writer = SummaryWriter(log_dir=str(self.logdir), max_queue=1000, flush_secs=30)
+            self.writer = SummaryWriter(
+                log_dir=str(self.logdir),
+                max_queue=1000,
+                flush_secs=30,
+                filename_suffix=filename_suffix,
+            )
         except OSError as exc:
             raise TracingError(
                 f"cannot write TensorBoard logs to {self.logdir}: {exc.strerror or exc}"

@@ -61,6 +61,18 @@ def _drop_stale_tracer() -> None:
     manager.unregister(TRACER_NAME)
 
 
+def _agreed(chosen: Path, several: bool) -> Path:
+    """Rank 0's choice of folder, on every rank of a run that several processes train
+    (each looks at the folder at its own moment, while the others create files in it)."""
+    if not several:
+        return chosen
+    import torch.distributed as dist
+
+    choice: list[object] = [str(chosen)]
+    dist.broadcast_object_list(choice, src=0)
+    return Path(str(choice[0]))
+
+
 @hookimpl
 def fflib_train_start(run: TrainingRun) -> None:
     """Start tracing ``run`` into its ``tensorboard`` directory, if it is set."""
@@ -68,16 +80,20 @@ def fflib_train_start(run: TrainingRun) -> None:
     logdir = run.config.setting(LOGDIR)
     if logdir is None:
         return
+    parallel = run.parallel
     if run.step == 0:  # a new run (a resumed one carries on where its checkpoint says)
-        chosen = fresh_logdir(Path(logdir))
+        chosen = _agreed(fresh_logdir(Path(logdir)), parallel is not None)
         if chosen != Path(logdir):
-            click.echo(
-                f"TensorBoard: {logdir} already holds a run's traces; this run writes to "
-                f"{chosen}",
-                err=True,
-            )
+            if parallel is None or parallel.rank == 0:
+                click.echo(
+                    f"TensorBoard: {logdir} already holds a run's traces; this run writes to "
+                    f"{chosen}",
+                    err=True,
+                )
             logdir = str(chosen)
             run.config.plugin_options[LOGDIR] = logdir  # saved with the run, for --resume
+    if parallel is not None and parallel.replica:
+        return  # a copy of another rank's layers (data parallel): that rank traces them
     from ffdebug.tracer import Tracer
 
     tracer = Tracer(run, logdir, run.config.setting(TRACE_EVERY))

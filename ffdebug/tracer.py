@@ -57,6 +57,13 @@ class Tracer:
 
     Steps are batches: a traced batch is filed under the number of batches trained before
     it (``run.step``), an epoch's figures under the number trained by its end.
+
+    In a run that several processes train (``run.parallel``), each rank writes its own
+    event file (suffix ``.rank{r}``) into the one log directory: rank 0 the run's
+    description, the epochs' figures and, data parallel, everything else (every rank holds
+    the same weights); a pipeline stage its own layers' tags (and the last stage the
+    read-out's parameters). A pipeline writes no ``batch/loss`` (each layer's loss is in
+    its tags) and no per-layer accuracies at epoch ends (no rank holds every layer).
     """
 
     def __init__(self, run: TrainingRun, logdir: str, every: int | None = None) -> None:
@@ -66,7 +73,16 @@ class Tracer:
             raise InvalidValueError("trace_every", every, "a positive integer")
         self.run = run
         self.every = every
-        self.events = EventWriter(logdir)
+        parallel = run.parallel
+        #: This rank writes the run's own tags; it holds every layer's current weights;
+        #: it trains the parameters outside the FF layers.
+        self.main = parallel is None or parallel.rank == 0
+        self.whole_model = parallel is None or parallel.whole_model
+        self.owns_readout = parallel is None or (
+            parallel.owns_readout and (self.main or not parallel.whole_model)
+        )
+        suffix = "" if parallel is None else f".rank{parallel.rank}"
+        self.events = EventWriter(logdir, filename_suffix=suffix)
         self._step = -1
         self._layers: dict[int, _LayerTrace] = {}
         #: The last epoch with a traced batch (its end gets the evaluations).
@@ -75,7 +91,8 @@ class Tracer:
         self._eval_x = split.x[:EVAL_SAMPLES]
         self._eval_y = split.y[:EVAL_SAMPLES]
         try:
-            self._describe(run)
+            if self.main:
+                self._describe(run)
         except BaseException:
             self.events.close()
             raise
@@ -151,7 +168,8 @@ class Tracer:
         self._layers, self._step = {}, -1
         self._traced_epoch = epoch
         packet = Packet()
-        packet.scalar("batch/loss", loss)
+        if self.whole_model:
+            packet.scalar("batch/loss", loss)
         for index, trace in sorted(layers.items()):
             prefix = f"layer{index}"
             if (
@@ -175,12 +193,13 @@ class Tracer:
                 for number, values in enumerate(trace.frames, 1):
                     tags = [f"{prefix}_frames/frame{number:02d}/{tag}" for tag in FRAME_TAGS]
                     packet.scalars(tags, values)
-        add_parameters(packet, "model", other_parameters(run.model))
+        if self.owns_readout:
+            add_parameters(packet, "model", other_parameters(run.model))
         self.events.write(packet.fetch(), run.step)
 
     @hookimpl
     def fflib_epoch_end(self, run: TrainingRun, epoch: int, metrics: dict[str, float]) -> None:
-        if run is not self.run:
+        if run is not self.run or not self.main:
             return
         packet = Packet()
         packet.scalar("epoch/train_loss", metrics["loss"])
@@ -188,7 +207,7 @@ class Tracer:
             packet.scalar("epoch/val_acc", metrics["val_acc"])
         if "epoch_seconds" in metrics:
             packet.scalar("epoch/seconds", metrics["epoch_seconds"])
-        if self._traced_epoch == epoch or run.epoch >= run.config.epochs:
+        if self.whole_model and (self._traced_epoch == epoch or run.epoch >= run.config.epochs):
             self._evaluate(run, packet)
         self.events.write(packet.fetch(), run.step)
         self.events.flush()
@@ -216,7 +235,8 @@ class Tracer:
         try:
             names = dict(zip(HPARAM_METRICS, ("test_acc", "val_acc", "loss"), strict=True))
             values = {tag: metrics[key] for tag, key in names.items() if key in metrics}
-            self.events.hparams_end(values, run.step)
+            if self.main:
+                self.events.hparams_end(values, run.step)
         finally:
             self.close()
             manager = get_plugin_manager()

@@ -14,6 +14,7 @@ Commands import what they need when they run.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -27,6 +28,9 @@ from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_nam
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: Where the root context keeps the manager it configured.
 _MANAGER_KEY = "fflib.plugin_manager"
+#: Where the root context keeps the arguments it was given (``ff train --nproc`` runs
+#: the same arguments in each process it starts).
+ARGV_KEY = "fflib.argv"
 
 
 def plugin_manager(ctx: click.Context) -> FFPluginManager:
@@ -56,6 +60,7 @@ class FFGroup(click.Group):
     :class:`FFLibError` into exit code 2."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)
         rest = super().parse_args(ctx, args)
         plugin_manager(ctx)
         return rest
@@ -75,7 +80,15 @@ class FFGroup(click.Group):
         except FFLibError as exc:
             if ctx.params.get("debug"):
                 raise
-            raise CLIError(str(exc)) from None
+            raise CLIError(rank_prefix() + str(exc)) from None
+
+
+def rank_prefix() -> str:
+    """``"rank 1: "`` in one of several processes (launcher variables set), else ``""``:
+    every rank prints its own errors, and they must say whose they are."""
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") > 1 and "RANK" in os.environ:
+        return f"rank {os.environ['RANK']}: "
+    return ""
 
 
 @click.group(cls=FFGroup, context_settings=CONTEXT_SETTINGS)

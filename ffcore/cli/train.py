@@ -17,9 +17,10 @@ from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.progress import NORMAL, QUIET, VERBOSE, ConsoleProgress, count_parameters
-from ffcore.signals import StopNow, StopRequests
+from ffcore.signals import StopNow
 
 if TYPE_CHECKING:  # the training modules import torch: ff train --help needs none of it
+    from ffcore.distributed.worker import Processes
     from ffcore.training import TrainingRun
 
 OPTION_TABLES = {
@@ -136,14 +137,19 @@ def train_command(
     """Train a model, report validation and test accuracy, and save a checkpoint.
 
     Ctrl-C (or SIGTERM) stops after the current batch and saves a checkpoint that
-    `ff train --resume` continues from.
+    `ff train --resume` continues from. With --nproc N (or under torchrun) several
+    processes train together: see docs/distributed.md.
     """
-    from ffcore.cli.main import flush_denormals_while_running
+    from ffcore.cli.main import ARGV_KEY, flush_denormals_while_running
+    from ffcore.distributed.launch import launch_processes, requested_processes
+    from ffcore.distributed.worker import Processes
     from ffcore.runs import resume_run
     from ffcore.training import build_run
 
     flush_denormals_while_running()
     started = time.perf_counter()
+    processes = Processes.current()  # one of several: its threads, GPU and process group
+    ctx.call_on_close(processes.close)
     overrides: dict[str, Any] = {
         key: value
         for key, value in options.items()
@@ -154,21 +160,29 @@ def train_command(
         overrides.setdefault(table, {})[option] = value
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
-    if resume:
-        if config_file or "preset" in overrides:
-            raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
-        run = resume_run(resume, overrides)
-    else:
-        file_settings = read_config_file(config_file) if config_file else {}
-        # build_run resolves the preset under these settings, as for a TrainConfig in Python
-        run = build_run(build_config(file=file_settings, overrides=overrides))
-    out = output_path(run, resume, "out" in overrides)
-    lock = prepare_output(out)  # before training: a run that cannot be saved does not start
+    file_settings = read_config_file(config_file) if config_file else {}
+    if not processes.several:
+        nproc = requested_processes(overrides, file_settings, resume)
+        if nproc > 1:  # the launcher runs this same command in each process
+            ctx.exit(launch_processes(nproc, ctx.find_root().meta.get(ARGV_KEY, [])))
+    with processes.rank_zero_first():  # rank 0 may download the data: the others wait
+        if resume:
+            if config_file or "preset" in overrides:
+                raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
+            run = resume_run(resume, overrides)
+        else:
+            # build_run resolves the preset under these settings, as for a TrainConfig in Python
+            run = build_run(build_config(file=file_settings, overrides=overrides))
+        out = output_path(run, resume, "out" in overrides)
+        # before training: a run that cannot be saved does not start (rank 0 writes it)
+        lock = prepare_output(out) if processes.is_main else None
+    processes.attach(run)
     verbosity = None if as_json else QUIET if quiet else VERBOSE if verbose else NORMAL
     try:
-        _train_and_save(ctx, run, out, resume, verbosity, started)
+        _train_and_save(ctx, run, out, resume, verbosity, started, processes)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _train_and_save(
@@ -178,24 +192,30 @@ def _train_and_save(
     resume: str | None,
     verbosity: int | None,
     started: float,
+    processes: Processes,
 ) -> None:
     """Train ``run`` and save it to ``out``, holding the stop handler until it is saved.
 
     ``verbosity``: :data:`~ffcore.progress.QUIET`, ``NORMAL`` or ``VERBOSE``, or ``None``
     for ``--json`` (one JSON summary and nothing else). The progress display describes
-    the run first (model, data, which preset its settings started from).
+    the run first (model, data, which preset its settings started from). Of several
+    processes, rank 0 alone prints and writes.
     """
     from ffcore.training import train
 
     config, parameters = run.config, count_parameters(run.model)
+    main = processes.is_main
     as_json = verbosity is None
     progress = None  # the lines below give the test accuracy, with the checkpoint
-    if verbosity is not None:
+    if verbosity is not None and main:
         progress = ConsoleProgress(verbosity, out=sys.stdout, summary=False)
-    if resume and verbosity is not None and verbosity > QUIET:
-        click.echo(f"resuming from {resume}")
-    save = checkpointer(out)
-    with StopRequests() as stop:
+        layout = processes.describe(run)
+        if layout and verbosity > QUIET:
+            click.echo(layout)
+        if resume and verbosity > QUIET:
+            click.echo(f"resuming from {resume}")
+    save = processes.saving(checkpointer(out))
+    with processes.stop_requests() as stop:
         stop.saved(resume)
         try:
             metrics = train(run, progress=progress, checkpoint=save, stop=stop)
@@ -203,6 +223,8 @@ def _train_and_save(
                 checkpoint = save(run, metrics)  # again, with the test accuracy
         except TrainingInterrupted as interrupted:
             name = signal.Signals(interrupted.signum).name
+            if not main:
+                ctx.exit(128 + interrupted.signum)
             click.echo(
                 f"\n{name}: stopped in epoch {interrupted.epoch + 1} after batch "
                 f"{interrupted.batch}; checkpoint written to {interrupted.checkpoint}; "
@@ -218,9 +240,12 @@ def _train_and_save(
                 if now.checkpoint
                 else "no checkpoint was written"
             )
-            click.echo(f"\n{name}: stopped at once; {where}", err=True)
+            if main:
+                click.echo(f"\n{name}: stopped at once; {where}", err=True)
             ctx.exit(128 + now.signum)
     wall = time.perf_counter() - started
+    if not main:
+        return
     if as_json:
         summary = {
             "model": run.names["model"],
@@ -238,6 +263,7 @@ def _train_and_save(
             "checkpoint": str(checkpoint),
             "preset_reason": run.resolved.reason if run.resolved else None,
             "config": config.to_dict(),
+            "processes": run.parallel.world_size if run.parallel else 1,
         }
         click.echo(json_line(summary))
         return

@@ -15,10 +15,12 @@ from ffcore.interfaces.layer import (
 from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
+from ffcore.interfaces.pipeline import READOUTS, PipelineModel, StageCost, StageStep
 from ffcore.interfaces.preprocessing import Preprocessing, standardization
 from ffcore.interfaces.probe import Probe
 
 __all__ = [
+    "READOUTS",
     "Batch",
     "Classifier",
     "DataSplits",
@@ -34,9 +36,12 @@ __all__ = [
     "NegativeSampler",
     "Objective",
     "ObjectiveOptions",
+    "PipelineModel",
     "Preprocessing",
     "Probe",
     "Split",
+    "StageCost",
+    "StageStep",
     "inputs_of",
     "require",
     "resolve_threshold",

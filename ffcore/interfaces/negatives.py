@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
@@ -37,6 +37,12 @@ class NegativeBatch:
 
 class NegativeSampler(ABC):
     """Builds negatives for a batch; may ask the model (hard negatives)."""
+
+    #: Whether the sampler reads the model (scores, logits) to build negatives. A layer
+    #: pipeline (``--parallel layers``) cannot run such a sampler: no process holds every
+    #: layer's current weights. ``True`` unless a sampler says otherwise, so that a
+    #: sampler that does read the model is never pipelined by mistake.
+    uses_model: ClassVar[bool] = True
 
     @abstractmethod
     def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore.interfaces import Batch, FFLayer, NegativeSampler, inputs_of
+from ffcore.errors import InvalidValueError
+from ffcore.interfaces import Batch, FFLayer, NegativeSampler, StageStep, inputs_of
 from ffcore.layers import choice, non_negative_int
 from ffcore.optim import check_lr, make_optimizer
 from ffcore.precision import full_precision
@@ -123,21 +124,35 @@ class FFC(FFNet):
     def layer_activations(self, source: Tensor | Batch) -> list[Tensor]:
         """Each FF layer's activations for the inputs with a neutral label, flattened to
         rows (for a training batch, from the batch's shared image drive)."""
-        x, drive = inputs_of(source), self._drive_of(source)
-        appender = self._label_appender()
+        return self._activations_range(source, None, range(len(self.layers)))
+
+    @torch.no_grad()
+    def _activations_range(
+        self, source: Tensor | Batch, h: Tensor | None, layers: range
+    ) -> list[Tensor]:
+        """:meth:`layer_activations` of ``layers``; ``h`` is the neutral activations of the
+        layer below them when they do not start at the first layer."""
         activations: list[Tensor] = []
-        if appender is None or drive is None:
-            h, rest = self.neutral_input(x), self.layers
-        else:  # in a training batch: the neutral code adds nothing to the shared W_x · x
-            flat = self.flatten(x)
-            neutral = flat.new_zeros(1, self.num_classes)
-            h = appender.forward_appended(flat, neutral, drive).squeeze(1)
-            activations.append(h)
-            rest = self.layers[1:]
-        for layer in rest:
-            h = layer(h)
+        for index in layers:
+            if index == 0:
+                h = self._first_neutral(source)
+            else:
+                assert h is not None
+                h = self.layers[index](h)
             activations.append(h.reshape(h.shape[0], -1))
         return activations
+
+    def _first_neutral(self, source: Tensor | Batch) -> Tensor:
+        """The first layer's activations for the inputs with a neutral label."""
+        x, drive = inputs_of(source), self._drive_of(source)
+        appender = self._label_appender()
+        if appender is None or drive is None:
+            h: Tensor = self.layers[0](self.neutral_input(x))
+            return h
+        # in a training batch: the neutral code adds nothing to the shared W_x · x
+        flat = self.flatten(x)
+        neutral = flat.new_zeros(1, self.num_classes)
+        return appender.forward_appended(flat, neutral, drive).squeeze(1)
 
     def logits(self, x: Tensor | Batch) -> Tensor:
         """Class scores from the classifier, shape ``(B, num_classes)``.
@@ -153,12 +168,16 @@ class FFC(FFNet):
             with full_precision(device):
                 logits: Tensor = self.classifier(features)
             return logits
-        weight, logits = self.classifier.weight, self.classifier.bias
-        activations = self.layer_activations(x)
+        return self._logits_of(self.layer_activations(x))
+
+    def _logits_of(self, activations: Sequence[Tensor]) -> Tensor:
+        """The classifier's scores for every layer's activations, block by block."""
+        weight = self.classifier.weight
+        logits: Tensor = self.classifier.bias
         start = 0
         # The read-out is tiny next to the layers (ten outputs): float32 even under mixed
         # precision, where it costs less than casting the activations to bfloat16 would.
-        with full_precision(device):
+        with full_precision(weight.device):
             for h in activations:
                 block = weight[:, start : start + h.shape[1]]
                 logits = torch.addmm(logits, h, block.t())
@@ -189,6 +208,57 @@ class FFC(FFNet):
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [*super().optimizers(), self.classifier_optimizer]
+
+    # --- layer pipeline: the classifier trains on the stage holding the top layer ---------
+
+    def train_stage(
+        self,
+        batch: Batch,
+        negatives: NegativeSampler,
+        received: Sequence[Tensor] | None,
+        layers: range,
+    ) -> StageStep:
+        """A pipeline stage's share of :meth:`train_batch` in the current phase.
+
+        Stages pass on ``[h]`` (FF layers alone), ``[h, a_0, a_1, ...]`` (joint: the
+        training rows and every layer's neutral-label activations so far, computed
+        before the layers update, as :meth:`features` is) or ``[a_0, a_1, ...]``
+        (classifier alone); the top stage trains the classifier on all the activations.
+        """
+        if self.phase == "ff":
+            return super().train_stage(batch, negatives, received, layers)
+        both = self.phase == "both"
+        below = [] if received is None else list(received[1:] if both else received)
+        source: Tensor | Batch = batch if both else batch.x
+        activations = below + self._activations_range(source, below[-1] if below else None, layers)
+        loss = torch.zeros((), device=batch.x.device)
+        send = activations
+        if both:
+            trained = FFNet.train_stage(
+                self, batch, negatives, None if received is None else received[:1], layers
+            )
+            loss, send = trained.loss, [*trained.send, *activations]
+        if layers.stop == len(self.layers):
+            features = torch.cat(activations, dim=1)
+            loss = loss + self._train_classifier(features, batch.y)
+        return StageStep(send, loss)
+
+    @torch.no_grad()
+    def score_stage(
+        self, x: Tensor, received: Sequence[Tensor] | None, layers: range, readout: str
+    ) -> list[Tensor]:
+        """``goodness``: TryAll as for FFNet; ``logits``: each stage adds its layers'
+        neutral-label activations to what it received, and the top stage returns the
+        classifier's scores, block by block as :meth:`logits` computes them."""
+        if readout == "goodness":
+            return super().score_stage(x, received, layers, readout)
+        if readout != "logits":
+            raise InvalidValueError("readout", readout, "'goodness' or 'logits'")
+        below = [] if received is None else list(received)
+        activations = below + self._activations_range(x, below[-1] if below else None, layers)
+        if layers.stop < len(self.layers):
+            return activations
+        return [self._logits_of(activations)]
 
     def extra_summary(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,8 @@ from ffcore.interfaces import (
     LayerStepResult,
     NegativeBatch,
     NegativeSampler,
+    StageCost,
+    StageStep,
     inputs_of,
 )
 from ffcore.layers import (
@@ -160,18 +162,37 @@ class FFNet(FFModel):
         return self._train_layers(batch, negatives(batch, self))
 
     def _train_layers(self, batch: Batch, negative: NegativeBatch) -> Tensor:
-        x = batch.x
-        num_pos = x.shape[0]
+        h, labels = self._first_input(batch, negative)
+        return self._train_range(batch, h, labels, range(len(self.layers)))[1]
+
+    def _first_input(self, batch: Batch, negative: NegativeBatch) -> tuple[Tensor | None, Tensor]:
+        """The first layer's input rows (positives, then negatives) and every row's label.
+
+        The rows are ``None`` when the negatives are the positives' images with other
+        labels and the first layer can share the image's part of its work between them
+        (random, hard and neutral negatives with FFDense): the first step then reads the
+        images and the labels apart (see :meth:`_first_step`).
+        """
         labels = torch.cat((batch.y, negative.y))
-        # Negatives that are the positives' images with other labels share their image's
-        # part of the first layer's work (random, hard and neutral negatives do).
-        appender = self._label_appender() if negative.same_inputs else None
-        h = None if appender is not None else self.embed(torch.cat((x, negative.x)), labels)
-        total = torch.zeros((), device=x.device)
-        for index, layer in enumerate(self.layers):
+        if negative.same_inputs and self._label_appender() is not None:
+            return None, labels
+        return self.embed(torch.cat((batch.x, negative.x)), labels), labels
+
+    def _train_range(
+        self, batch: Batch, h: Tensor | None, labels: Tensor | None, layers: range
+    ) -> tuple[Tensor, Tensor]:
+        """Train ``layers`` in turn, from ``h``, the input of the first of them (``None``:
+        the first layer's shared-image step with ``labels``); return what the top one
+        passes on and the summed loss. One process trains every layer; a pipeline stage
+        its own run of them (see :meth:`train_stage`)."""
+        num_pos = batch.y.shape[0]
+        total = torch.zeros((), device=batch.x.device)
+        for index in layers:
+            layer = self.layers[index]
             assert isinstance(layer, FFLayer)
             if h is None:
-                assert appender is not None
+                appender = self._label_appender()
+                assert appender is not None and labels is not None
                 result, recomputed = self._first_step(appender, batch, labels, num_pos)
             else:
                 result, recomputed = layer.train_joint(h, num_pos), None
@@ -182,7 +203,85 @@ class FFNet(FFModel):
                 batch.invalidate()  # the first layer has updated: the batch's cache is stale
             total = total + result.loss
             h = result.h if recomputed is None else recomputed
-        return total
+        assert h is not None
+        return h, total
+
+    # --- layer pipeline (see ffcore.interfaces.PipelineModel) ---------------------------
+
+    def pipeline_layers(self) -> Sequence[nn.Module]:
+        """The FF layers, bottom first: a pipeline stage trains a contiguous run of them."""
+        return list(self.layers)
+
+    def pipeline_costs(self, batches: StageCost) -> list[float]:
+        """Each layer's cost per training batch in multiply-add equivalents.
+
+        The matrix products of the forward pass and the weight gradient (four per input
+        row and parameter; the first layer multiplies each image once when the negatives
+        share it), plus an Adam update of about 50 and element-wise work of about 20 per
+        output value (what they cost next to a matrix product on a CPU core).
+        """
+        positives = batches.positives
+        rows = positives * (1 + batches.negatives_per_positive)
+        shared = batches.same_inputs and self._label_appender() is not None
+        costs: list[float] = []
+        for index, layer in enumerate(self.layers):
+            parameters = sum(p.numel() for p in layer.parameters())
+            width = int(getattr(layer, "out_features", 0)) or int(math.sqrt(parameters))
+            products = 4.0 * (positives if index == 0 and shared else rows) * parameters
+            if self.recompute and index + 1 < len(self.layers):
+                products *= 1.5  # one more forward product
+            costs.append(products + 50.0 * parameters + 20.0 * rows * width)
+        return costs
+
+    def train_stage(
+        self,
+        batch: Batch,
+        negatives: NegativeSampler,
+        received: Sequence[Tensor] | None,
+        layers: range,
+    ) -> StageStep:
+        """Train ``layers`` on ``batch``: the first stage draws the negatives and embeds
+        the labels, a later one starts from the rows the stage below sent (``[h]``)."""
+        if received is None:
+            h, labels = self._first_input(batch, negatives(batch, self))
+        else:
+            h, labels = received[0], None
+        top, loss = self._train_range(batch, h, labels, layers)
+        return StageStep([top], loss)
+
+    @torch.no_grad()
+    def score_stage(
+        self, x: Tensor, received: Sequence[Tensor] | None, layers: range, readout: str
+    ) -> list[Tensor]:
+        """TryAll on a pipeline stage: ``layers``' goodness for every label of ``x``.
+
+        Receives and sends ``[h, scores]``: the rows (every image with every label) of
+        the layer below and the goodness summed so far over ``layer_range``; once no
+        layer above counts, only ``[scores]``. Scored in the same blocks of images as
+        :meth:`goodness_per_label`, so the sums are the same.
+        """
+        if readout != "goodness":
+            raise InvalidValueError("readout", readout, "'goodness' (TryAll) for an FFNet")
+        batch, classes = x.shape[0], self.num_classes
+        start, stop = self.layer_range
+        own = range(layers.start, min(layers.stop, stop))
+        total = x.new_zeros(batch, classes) if received is None else received[-1]
+        if not own:
+            return [total]
+        rows = received[0] if received is not None and len(received) == 2 else None
+        per_block = images_per_block(x, classes, CPU_LABEL_ROWS)
+        block_scores: list[list[Tensor]] = []
+        tops: list[Tensor] = []
+        for first in range(0, batch, per_block):
+            part = x[first : first + per_block]
+            below = None if rows is None else rows[first * classes : (first + len(part)) * classes]
+            scores, top = self._label_scores_block(part, None, own, below)
+            block_scores.append(scores)
+            tops.append(top)
+        for index, layer_scores in zip(own, zip(*block_scores, strict=True), strict=True):
+            if index >= start:
+                total = total + torch.cat(layer_scores)
+        return [torch.cat(tops), total] if own.stop < stop else [total]
 
     def forward(self, x: Tensor, y: Tensor) -> list[Tensor]:
         """Every layer's activations for inputs ``x`` with labels ``y``."""
@@ -214,42 +313,56 @@ class FFNet(FFModel):
         """
         x, drive = inputs_of(source), self._drive_of(source)
         per_block = images_per_block(x, self.num_classes, CPU_LABEL_ROWS)
+        layers = range(stop)
         if x.shape[0] <= per_block:
-            return self._label_scores_block(x, drive, stop)
+            return self._label_scores_block(x, drive, layers)[0]
         parts = torch.split(x, per_block)
         drives: list[Tensor | None] = (
             [None] * len(parts) if drive is None else list(torch.split(drive, per_block))
         )
         blocks = [
-            self._label_scores_block(part, part_drive, stop)
+            self._label_scores_block(part, part_drive, layers)[0]
             for part, part_drive in zip(parts, drives, strict=True)
         ]
         return [torch.cat(layer_scores) for layer_scores in zip(*blocks, strict=True)]
 
-    def _label_scores_block(self, x: Tensor, drive: Tensor | None, stop: int) -> list[Tensor]:
-        """:meth:`_label_scores` in one batch of ``B * num_classes`` rows.
+    def _label_scores_block(
+        self, x: Tensor, drive: Tensor | None, layers: range, h: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """:meth:`_label_scores` of ``layers`` in one batch of ``B * num_classes`` rows,
+        and the top one's activations (the rows, image-major: row ``i * num_classes + c``
+        is image ``i`` with label ``c``).
 
         When the first layer can share the image's part of its matmul across labels
         (``forward_appended``, as FFDense does), the image is multiplied once instead of
-        once per label; ``drive`` is that part when already computed.
+        once per label; ``drive`` is that part when already computed. ``h`` is the rows
+        of the layer below ``layers`` when they do not start at the first layer.
         """
+        batch, classes = x.shape[0], self.num_classes
+        scores: list[Tensor] = []
+        for index in layers:
+            layer = self.layers[index]
+            assert isinstance(layer, FFLayer)
+            if index == 0:
+                h = self._first_label_rows(x, drive)
+            else:
+                assert h is not None
+                h = layer(h)
+            scores.append(layer.score(h).view(batch, classes))
+        assert h is not None
+        return scores, h
+
+    def _first_label_rows(self, x: Tensor, drive: Tensor | None) -> Tensor:
+        """The first layer's activations for every image of ``x`` with every label."""
         batch, classes = x.shape[0], self.num_classes
         appender = self._label_appender()
         if appender is None:
             labels = torch.arange(classes, device=x.device).repeat(batch)
-            h = self.layers[0](self.embed(x.repeat_interleave(classes, dim=0), labels))
-        else:
-            flat = self.flatten(x)
-            codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
-            h = appender.forward_appended(flat, codes, drive)
-            h = h.reshape(batch * classes, -1)
-        scores: list[Tensor] = []
-        for index, layer in enumerate(self.layers[:stop]):
-            assert isinstance(layer, FFLayer)
-            if index > 0:
-                h = layer(h)
-            scores.append(layer.score(h).view(batch, classes))
-        return scores
+            h: Tensor = self.layers[0](self.embed(x.repeat_interleave(classes, dim=0), labels))
+            return h
+        flat = self.flatten(x)
+        codes = torch.eye(classes, dtype=flat.dtype, device=flat.device) * self.label_scale
+        return appender.forward_appended(flat, codes, drive).reshape(batch * classes, -1)
 
     @torch.no_grad()
     def layer_goodness_per_label(self, x: Tensor | Batch) -> Tensor:

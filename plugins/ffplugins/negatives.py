@@ -37,12 +37,16 @@ def random_wrong_labels(y: Tensor, num_classes: int) -> Tensor:
 class RandomWrongLabel(NegativeSampler):
     """The real input with one uniformly drawn wrong label."""
 
+    uses_model = False
+
     def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
         return NegativeBatch.relabelled(batch, random_wrong_labels(batch.y, model.num_classes))
 
 
 class InverseLabels(NegativeSampler):
     """The real input with every wrong label: ``num_classes - 1`` negatives per positive."""
+
+    uses_model = False
 
     def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
         num_classes, y = model.num_classes, batch.y

@@ -358,7 +358,7 @@ def test_label_scores_in_cpu_blocks_match_one_batch(
     model = _small_net(layers=(32, 16), num_classes=5)
     x = torch.randn(11, 1, 4, 4)
     with torch.no_grad():
-        whole = model._label_scores_block(x, None, 2)
+        whole = model._label_scores_block(x, None, range(2))[0]
     monkeypatch.setattr(ffnet_module, "CPU_LABEL_ROWS", block_rows)
     blocks = record_rows(monkeypatch, model, "_label_scores_block")
     per_layer = model.layer_goodness_per_label(x)

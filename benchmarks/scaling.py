@@ -1,0 +1,403 @@
+"""Training throughput on two processes against one: data parallel and the layer pipeline.
+
+    python benchmarks/scaling.py             # FFNet 2x2000 and 4x1000, batch 128 and 512
+    python benchmarks/scaling.py --quick     # fewer batches
+    python benchmarks/scaling.py --nets 2x2000 2000-400 --batches 512
+
+Side by side in one run on this machine: samples/s of FFNet training (random negatives,
+MNIST-shaped synthetic inputs: 784 features, 10 classes) in one process at 1 and at 2
+threads, and in two processes of one thread each (``ff train --nproc 2`` gives each
+process its share of the cores), data parallel (``--parallel data``) and pipelined
+(``--parallel layers``). The two processes are started by torch's elastic launcher and
+train through FFLib's own :class:`~ffcore.distributed.DataParallel` and
+:class:`~ffcore.distributed.LayerPipeline`, gloo on 127.0.0.1. For each two-process run
+it prints the bytes each rank sends per batch and the share of its time each rank waits
+(data parallel: in the gradient all-reduces; pipeline: for the stage below or the one
+above), and the CPU time each process spends per batch, its own threads and torch's
+communication threads together: on a busy machine, where wall-clock figures depend on
+what else runs, the CPU time still says what the work costs, and "from CPU time" is the
+speed-up two idle cores would give (one process's CPU time per batch over the busiest
+rank's). It also prints each layer's measured CPU time per step (one thread) and, from
+those and the bytes per batch, the analytic model of docs/distributed.md: the pipeline
+on N layers over N nodes, and data parallel on N nodes, at 1, 10 and 100 Gbit/s.
+
+The machine's load is printed with the figures: on a shared machine they move a lot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+FEATURES, CLASSES = 784, 10
+NETS = {"2x2000": [2000, 2000], "4x1000": [1000, 1000, 1000, 1000], "2000-400": [2000, 400]}
+#: Per-message latency of the analytic model (TCP between nodes), seconds.
+LATENCY = 50e-6
+BANDWIDTHS_GBIT = (1, 10, 100)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a net, a batch size, how many batches to time."""
+
+    net: str
+    batch: int
+    batches: int
+    warmup: int = 2
+
+
+def parse_net(name: str) -> list[int]:
+    """``2x2000`` or ``2000-400`` (widths joined by ``-``)."""
+    if name in NETS:
+        return NETS[name]
+    if "x" in name:
+        count, width = name.split("x")
+        return [int(width)] * int(count)
+    return [int(width) for width in name.split("-")]
+
+
+def make_run(case: Case) -> Any:
+    """A TrainingRun of FFNet on synthetic MNIST-shaped data (no data set to load)."""
+    from ffcore.config import TrainConfig
+    from ffcore.interfaces import DataSplits, FFModel, NegativeSampler, Probe, Split
+    from ffcore.plugin_manager import get_plugin_manager
+    from ffcore.registry import build
+    from ffcore.training import TrainingRun
+
+    get_plugin_manager().load_entry_points()
+    generator = torch.Generator().manual_seed(0)
+    samples = 4 * case.batch
+    x = torch.rand(samples, FEATURES, generator=generator)
+    y = torch.randint(0, CLASSES, (samples,), generator=generator)
+    split = Split(x, y)
+    data = DataSplits("synthetic", split, None, Split(x[:8], y[:8]), (FEATURES,), CLASSES, ())
+    layers = parse_net(case.net)
+    config = TrainConfig(layers=layers, batch_size=case.batch, device="cpu", preset="plain")
+    torch.manual_seed(0)
+    model = build(
+        "model", "ffnet", FFModel, input_shape=(FEATURES,), num_classes=CLASSES, layers=layers
+    )
+    names = {"model": "ffnet", "dataset": "synthetic", "probe": "tryall", "negatives": "random"}
+    return TrainingRun(
+        config=config,
+        model=model,
+        data=data,
+        negatives=build("negatives", "random", NegativeSampler),
+        probe=build("probe", "tryall", Probe),
+        device=torch.device("cpu"),
+        names=names,
+    )
+
+
+def batches_of(run: Any, case: Case) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    x, y = run.data.train.x, run.data.train.y
+    return [(x[i : i + case.batch], y[i : i + case.batch]) for i in range(0, len(y), case.batch)]
+
+
+def time_one_process(case: Case, threads: int) -> dict[str, Any]:
+    """Samples/s of one process at ``threads`` threads, and each layer's step time."""
+    from ffcore.interfaces import Batch
+
+    torch.set_num_threads(threads)
+    run = make_run(case)
+    pool = batches_of(run, case)
+    layer_seconds: dict[int, float] = {}
+    clock = [0.0]
+
+    class LayerClock:
+        """Each layer's CPU time: with one thread, its compute time on an idle core."""
+
+        def layer_trained(self, index: int, layer: Any, result: Any) -> None:
+            now = time.process_time()
+            layer_seconds[index] = layer_seconds.get(index, 0.0) + now - clock[0]
+            clock[0] = now
+
+    for i in range(case.warmup):
+        run.model.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
+    run.model.observer = LayerClock()
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(case.batches):
+        clock[0] = time.process_time()
+        run.model.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    layers = [1000 * layer_seconds[i] / case.batches for i in sorted(layer_seconds)]
+    return {
+        "samples_per_s": case.batches * case.batch / wall,
+        "cpu_ms_per_batch": 1000 * cpu / case.batches,
+        "layer_ms": layers,
+        "parameters": [sum(p.numel() for p in layer.parameters()) for layer in run.model.layers],
+    }
+
+
+def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
+    """Each rank: every case data parallel, then pipelined (one thread per rank)."""
+    import torch.distributed as dist
+
+    from ffcore.distributed import DataParallel, LayerPipeline
+    from ffcore.distributed.environment import DistEnvironment, start_session
+    from ffcore.interfaces import Batch
+
+    torch.set_num_threads(1)
+    env = DistEnvironment.detect()
+    assert env is not None
+    session = start_session(env, torch.device("cpu"))
+    results = []
+    try:
+        for case in cases:
+            for mode in ("data", "layers"):
+                run = make_run(case)
+                parallel: Any = (
+                    DataParallel(session, run) if mode == "data" else LayerPipeline(session, run)
+                )
+                run.parallel = parallel
+                parallel.start(run)
+                pool = batches_of(run, case)
+                for i in range(case.warmup):
+                    parallel.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
+                dist.barrier()
+                if mode == "data":
+                    parallel.gradients.seconds_reducing = 0.0
+                    parallel.gradients.bytes_reduced = 0
+                else:
+                    parallel.seconds_computing = 0.0
+                    if parallel.outbox is not None:
+                        parallel.outbox.bytes_sent = 0
+                started, cpu = time.perf_counter(), time.process_time()
+                for i in range(case.batches):
+                    parallel.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
+                dist.barrier()
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+                if mode == "data":
+                    waiting = parallel.gradients.seconds_reducing
+                    sent = parallel.gradients.bytes_reduced
+                    where = "all"
+                else:
+                    waiting = wall - parallel.seconds_computing
+                    sent = parallel.outbox.bytes_sent if parallel.outbox is not None else 0
+                    where = f"layers {parallel.layers.start}-{parallel.layers.stop - 1}"
+                parallel.finish()
+                results.append(
+                    {
+                        "net": case.net,
+                        "batch": case.batch,
+                        "mode": mode,
+                        "rank": env.rank,
+                        "holds": where,
+                        "samples_per_s": case.batches * case.batch / wall,
+                        "cpu_ms_per_batch": 1000 * cpu / case.batches,
+                        "wait_share": waiting / wall,
+                        "bytes_per_batch": sent / case.batches,
+                    }
+                )
+    finally:
+        session.close()
+    return results
+
+
+def time_two_processes(cases: list[Case]) -> dict[int, list[dict[str, Any]]]:
+    """:func:`rank_main` in two processes started by torch's elastic launcher."""
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=2,
+        run_id=f"scaling-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        local_addr="127.0.0.1",
+        logs_specs=DefaultLogsSpecs(),
+        start_method="spawn",
+    )
+    returned: dict[int, list[dict[str, Any]]] = elastic_launch(config, rank_main)(cases)
+    return returned
+
+
+def pipeline_speedup(layer_s: list[float], bytes_out: list[float], gbit: float) -> float:
+    """N layers on N nodes: the slowest of each stage's compute and its transfer out."""
+    bandwidth = gbit * 1e9 / 8
+    stages = [
+        max(t, (LATENCY + b / bandwidth) if b else 0.0)
+        for t, b in zip(layer_s, bytes_out, strict=True)
+    ]
+    return sum(layer_s) / max(stages)
+
+
+def data_parallel_speedup(
+    layer_s: list[float], parameters: list[int], nodes: int, gbit: float
+) -> float:
+    """Each layer's compute split over ``nodes``, then a ring all-reduce of its gradient
+    (``2 (N-1)/N`` of its bytes, ``2 (N-1)`` latencies), one layer after the other."""
+    bandwidth = gbit * 1e9 / 8
+    step = 0.0
+    for seconds, count in zip(layer_s, parameters, strict=True):
+        ring = 2 * (nodes - 1) / nodes * 4 * count / bandwidth + 2 * (nodes - 1) * LATENCY
+        step += seconds / nodes + ring
+    return sum(layer_s) / step
+
+
+def communication_bound_batch(seconds_per_sample: float, fixed_seconds: float) -> float:
+    """The batch below which a step's fixed communication time exceeds its compute."""
+    return fixed_seconds / seconds_per_sample if seconds_per_sample > 0 else float("inf")
+
+
+def analytic_rows(single: dict[str, Any], case: Case) -> list[dict[str, Any]]:
+    """The model's figures for ``case`` from one process's measured layer times."""
+    layer_s = [ms / 1000 for ms in single["layer_ms"]]
+    widths = parse_net(case.net)
+    rows_per_batch = 2 * case.batch  # positives and one random negative each
+    bytes_out = [4.0 * rows_per_batch * w for w in widths[:-1]] + [0.0]
+    nodes = len(widths)
+    rows = []
+    for gbit in BANDWIDTHS_GBIT:
+        bandwidth = gbit * 1e9 / 8
+        # pipeline: a stage's transfer grows with the batch like its compute; what does
+        # not is the latency, which a batch must out-compute on the slowest stage
+        slowest = max(layer_s) / case.batch
+        per_sample_transfer = max(bytes_out) / case.batch / bandwidth
+        pipeline_bound = (
+            float("inf")
+            if per_sample_transfer >= slowest
+            else communication_bound_batch(slowest - per_sample_transfer, LATENCY)
+        )
+        ring = sum(
+            2 * (nodes - 1) / nodes * 4 * p / bandwidth + 2 * (nodes - 1) * LATENCY
+            for p in single["parameters"]
+        )
+        per_sample = sum(layer_s) / case.batch / nodes
+        rows.append(
+            {
+                "net": case.net,
+                "batch": case.batch,
+                "nodes": nodes,
+                "gbit": gbit,
+                "pipeline_speedup": pipeline_speedup(layer_s, bytes_out, gbit),
+                "pipeline_bound_batch": pipeline_bound,
+                "data_parallel_speedup": data_parallel_speedup(
+                    layer_s, single["parameters"], nodes, gbit
+                ),
+                "data_parallel_bound_batch": communication_bound_batch(per_sample, ring),
+            }
+        )
+    return rows
+
+
+def bound_text(batch: float) -> str:
+    """A communication-bound batch size for the table: ``none`` when no batch of one
+    sample or more is, ``every batch`` when all are."""
+    if batch == float("inf"):
+        return "every batch"
+    return "none" if batch < 1 else f"{batch:,.0f}"
+
+
+def load() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["2x2000", "4x1000"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[128, 512])
+    parser.add_argument("--steps", type=int, default=12, help="timed batches per measurement")
+    parser.add_argument("--quick", action="store_true", help="4 timed batches")
+    args = parser.parse_args(argv)
+    steps = 4 if args.quick else args.steps
+    cases = [Case(net, batch, steps) for net in args.nets for batch in args.batches]
+    print(f"# {load()} before, {os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
+    single: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for case in cases:
+        for threads in (1, 2):
+            single[(case.net, case.batch, threads)] = time_one_process(case, threads)
+    print(f"# {load()} after one process", flush=True)
+    ranks = time_two_processes(cases)
+    print(f"# {load()} after two processes", flush=True)
+    rows = []
+    for case in cases:
+        one, two = single[(case.net, case.batch, 1)], single[(case.net, case.batch, 2)]
+        for mode in ("data", "layers"):
+            per_rank = [
+                r
+                for rank in sorted(ranks)
+                for r in ranks[rank]
+                if (r["net"], r["batch"], r["mode"]) == (case.net, case.batch, mode)
+            ]
+            speed = min(r["samples_per_s"] for r in per_rank)
+            row = {
+                "net": case.net,
+                "batch": case.batch,
+                "mode": mode,
+                "one_process_1_thread": one["samples_per_s"],
+                "one_process_2_threads": two["samples_per_s"],
+                "two_processes": speed,
+                "vs_1_thread": speed / one["samples_per_s"],
+                "vs_2_threads": speed / two["samples_per_s"],
+                # what two idle cores would give: the busiest rank's CPU time per batch
+                "cpu_bound": one["cpu_ms_per_batch"] / max(r["cpu_ms_per_batch"] for r in per_rank),
+                "layer_ms_1_thread": one["layer_ms"],
+                "ranks": per_rank,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print(
+        "| net | batch | mode | 1 process, 1 thread | 1 process, 2 threads | 2 processes | "
+        "vs 1 thread | vs 2 threads | bytes sent per batch (rank 0) | waiting (rank 0, rank 1) "
+        "| CPU ms per batch: 1 process (1 thread); rank 0, rank 1 | from CPU time |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        waits = ", ".join(f"{100 * r['wait_share']:.0f}%" for r in row["ranks"])
+        cpus = ", ".join(f"{r['cpu_ms_per_batch']:.0f}" for r in row["ranks"])
+        alone = single[(row["net"], row["batch"], 1)]["cpu_ms_per_batch"]
+        sent = row["ranks"][0]["bytes_per_batch"] / 2**20
+        print(
+            f"| {row['net']} | {row['batch']} | {row['mode']} | "
+            f"{row['one_process_1_thread']:,.0f} | {row['one_process_2_threads']:,.0f} | "
+            f"{row['two_processes']:,.0f} | {row['vs_1_thread']:.2f}x | "
+            f"{row['vs_2_threads']:.2f}x | {sent:.1f} MiB | {waits} | {alone:.0f}; {cpus} | "
+            f"{row['cpu_bound']:.2f}x |"
+        )
+    print()
+    print("| net | batch | layer step CPU times, 1 thread (ms) |")
+    print("| --- | --- | --- |")
+    for case in cases:
+        times = single[(case.net, case.batch, 1)]["layer_ms"]
+        print(f"| {case.net} | {case.batch} | {' / '.join(f'{t:.1f}' for t in times)} |")
+    print()
+    print("Analytic model (N layers on N nodes; data parallel on N nodes), from the layer times:")
+    print(
+        "| net | batch | Gbit/s | pipeline speedup | pipeline comm-bound below batch | "
+        "data parallel speedup | data parallel comm-bound below batch |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in cases:
+        for model_row in analytic_rows(single[(case.net, case.batch, 1)], case):
+            print(
+                f"| {model_row['net']} | {model_row['batch']} | {model_row['gbit']} | "
+                f"{model_row['pipeline_speedup']:.2f}x on {model_row['nodes']} | "
+                f"{bound_text(model_row['pipeline_bound_batch'])} | "
+                f"{model_row['data_parallel_speedup']:.2f}x on {model_row['nodes']} | "
+                f"{bound_text(model_row['data_parallel_bound_batch'])} |"
+            )
+    print(f"\n# {load()} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Counting correct predictions on a share of a split (what ranks add up)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ffcore.data import iterate_batches
+from ffcore.interfaces import Probe, Split
+from ffcore.precision import autocast
+
+#: Samples per forward pass when evaluating (the trainer's figure).
+EVAL_BATCH_SIZE = 1000
+
+
+@torch.no_grad()
+def correct_predictions(
+    model: nn.Module,
+    probe: Probe,
+    split: Split,
+    *,
+    precision: str = "fp32",
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> int:
+    """How many of ``split``'s samples ``probe`` predicts right (0 for an empty split)."""
+    if len(split) == 0:
+        return 0
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=split.y.device)
+    try:
+        with autocast(split.x.device, precision):
+            for x, y in iterate_batches(split, batch_size, shuffle=False):
+                correct += (probe.predict(model, x) == y).sum()
+    finally:
+        model.train(was_training)
+    return int(correct.item())
