@@ -96,7 +96,8 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
         file = read_config_file(recipe) if recipe.is_file() else {}
         epochs = args.recipe_epochs or file.get("epochs", args.epochs)
         return build_config(file=file, overrides={**common, "epochs": epochs})
-    return build_config(overrides={**common, **settings})
+    # on FFLib's generic defaults (FFNet), not on the data set's recipe
+    return build_config(overrides={"preset": "plain", **common, **settings})
 
 
 def main() -> None:

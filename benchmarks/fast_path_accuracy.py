@@ -51,6 +51,7 @@ def main() -> None:
             for path in args.paths:
                 recompute, precision = PATHS[path]
                 config = TrainConfig(
+                    preset="plain",  # FFNet, not the data set's recipe
                     dataset=dataset,
                     seed=seed,
                     device="cpu",

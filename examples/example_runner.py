@@ -16,12 +16,14 @@ from typing import Any
 import ffcore
 from ffcore.config import TrainConfig, build_config
 from ffcore.errors import TrainingInterrupted
+from ffcore.progress import SilentProgress
 from ffcore.runs import save_run
 from ffcore.training import build_run, train
 
 
-class EpochPrinter:
-    """A :class:`ffcore.training.Progress` that prints one line per epoch."""
+class EpochPrinter(SilentProgress):
+    """A :class:`ffcore.progress.Progress` that prints one line per epoch (the others
+    of its events do nothing, as :class:`~ffcore.progress.SilentProgress` has them)."""
 
     def __init__(self) -> None:
         self.started = 0.0
@@ -30,9 +32,6 @@ class EpochPrinter:
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         self.started = time.perf_counter()
         self.epochs = epochs
-
-    def advance(self) -> None:
-        """Called after every batch; a progress bar would move here."""
 
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         line = f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss {metrics['loss']:.4f}"

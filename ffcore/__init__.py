@@ -2,10 +2,12 @@
 
 Concrete layers, models, datasets and the rest are plugins (see ``ffplugins`` for the
 built-ins); this package only defines what they implement and how they are found.
+Importing it does not import torch: the ``list_*``/``create_*`` helpers load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -22,30 +24,45 @@ from ffcore.errors import (
 )
 from ffcore.hookspecs import hookimpl, hookspec
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, get_plugin_manager
-from ffcore.registry import (
-    create_component,
-    create_goodness,
-    create_layer,
-    create_loss,
-    create_model,
-    create_negatives,
-    create_probe,
-    get_component,
-    get_preset,
-    list_components,
-    list_datasets,
-    list_goodness,
-    list_layers,
-    list_losses,
-    list_models,
-    list_negatives,
-    list_presets,
-    list_probes,
-    load_dataset,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported on first use (module __getattr__ below): they import torch
     from ffcore.inference import TrainedModel
+    from ffcore.registry import (
+        create_component,
+        create_goodness,
+        create_layer,
+        create_loss,
+        create_model,
+        create_negatives,
+        create_probe,
+        get_component,
+        get_preset,
+        list_components,
+        list_datasets,
+        list_goodness,
+        list_layers,
+        list_losses,
+        list_models,
+        list_negatives,
+        list_presets,
+        list_probes,
+        load_dataset,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The registry helpers and the submodules (``ffcore.interfaces``...), imported on
+    first use: they import torch, which ``ff --version`` and shell completion never need."""
+    if name in __all__:  # everything in __all__ not imported above is a registry helper
+        from ffcore import registry
+
+        return getattr(registry, name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(path: str | os.PathLike[str], **options: Any) -> TrainedModel:

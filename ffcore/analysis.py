@@ -15,9 +15,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ffcore.choices import SPARSITY_KINDS as SPARSITY_KINDS
 from ffcore.errors import InvalidValueError
 
-SPARSITY_KINDS: tuple[str, ...] = ("hoyer", "l1-entropy", "l2-entropy", "gini")
 _EPS = 1e-12
 
 

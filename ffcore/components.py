@@ -3,10 +3,16 @@
 A component is a factory with a name, a one-line description and typed keyword options,
 registered by a plugin. Names are kebab case (``fashion-mnist``, ``sum-squares``); lookups
 accept underscores and any letter case, so ``Fashion_MNIST`` finds ``fashion-mnist``.
+
+A factory may be registered by reference, ``"package.module:function"`` with a
+description: its module is imported the first time the component is built or its options
+are read (:class:`LazyFactory`), so listing components, ``ff --help`` and shell completion
+never import torch or the plugin's code.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +34,8 @@ KINDS: tuple[str, ...] = (
 )
 
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+#: ``package.module:attribute`` (the attribute may be dotted), as in entry points.
+_REFERENCE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def normalize_name(name: str) -> str:
@@ -67,6 +75,64 @@ def _signature(factory: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(factory)
 
 
+class LazyFactory:
+    """A factory named by reference (``"package.module:function"``), imported on first use.
+
+    Calling it, or reading its signature (``inspect.signature``, which
+    :meth:`ComponentSpec.option_names` does), imports the module; until then registering
+    and listing the component costs nothing. An import that fails is a
+    :class:`~ffcore.errors.PluginError` naming the component and its plugin.
+    """
+
+    def __init__(self, reference: str, *, kind: str, name: str, plugin: str) -> None:
+        self.reference = reference
+        self.kind = kind
+        self.name = name
+        self.plugin = plugin
+        self._target: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The factory itself (its module is imported the first time)."""
+        if self._target is None:
+            module_name, _, attribute = self.reference.partition(":")
+            try:
+                target: Any = importlib.import_module(module_name)
+                for part in attribute.split("."):
+                    target = getattr(target, part)
+            except Exception as exc:  # any failure of the plugin's code is the plugin's
+                raise PluginError(
+                    f"{self.kind} {self.name!r} of plugin {self.plugin!r}: cannot import "
+                    f"{self.reference}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not callable(target):
+                raise PluginError(
+                    f"{self.kind} {self.name!r} of plugin {self.plugin!r}: {self.reference} "
+                    f"is {target!r}, which is not callable"
+                )
+            self._target = target
+        return self._target
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the factory's module has been imported."""
+        return self._target is not None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"LazyFactory({self.reference!r})"
+
+
+def _loaded(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """The factory itself, imported if it was registered by reference."""
+    return factory.resolve() if isinstance(factory, LazyFactory) else factory
+
+
 def _describe(factory: Callable[..., Any]) -> str:
     doc = inspect.getdoc(factory) or ""
     first_line = doc.strip().splitlines()[0] if doc.strip() else ""
@@ -84,18 +150,30 @@ class Registry:
     def register(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         *,
         description: str | None = None,
         aliases: Iterable[str] = (),
         plugin: str = "python",
     ) -> ComponentSpec:
-        """Add a component; its description defaults to the factory docstring's first line."""
+        """Add a component; its description defaults to the factory docstring's first line.
+
+        ``factory`` may be a reference, ``"package.module:function"``, imported when the
+        component is first built (:class:`LazyFactory`); give ``description`` with it, or
+        the module is imported now to read the docstring.
+        """
         if not isinstance(name, str) or not _NAME_PATTERN.match(normalize_name(name)):
             raise PluginError(
                 f"plugin {plugin!r} registered a {self.kind} with invalid name {name!r} "
                 "(expected letters, digits, '-' or '_', starting with a letter or digit)"
             )
+        if isinstance(factory, str):
+            if not _REFERENCE_PATTERN.match(factory):
+                raise PluginError(
+                    f"plugin {plugin!r} registered {self.kind} {name!r} with factory "
+                    f"{factory!r}: expected a callable or a reference 'package.module:function'"
+                )
+            factory = LazyFactory(factory, kind=self.kind, name=normalize_name(name), plugin=plugin)
         if not callable(factory):
             raise PluginError(
                 f"plugin {plugin!r} registered {self.kind} {name!r} with factory "
@@ -120,7 +198,7 @@ class Registry:
             kind=self.kind,
             name=canonical,
             factory=factory,
-            description=description if description is not None else _describe(factory),
+            description=description if description is not None else _describe(_loaded(factory)),
             plugin=plugin,
             aliases=alias_names,
         )

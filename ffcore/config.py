@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ffcore.choices import PRECISION_NAMES
 from ffcore.errors import ConfigError, InvalidValueError
 from ffcore.limits import (
     MAX_CONFIG_BYTES,
@@ -36,7 +37,6 @@ from ffcore.limits import (
     MAX_SEED,
     nesting_depth,
 )
-from ffcore.precision import PRECISIONS
 from ffcore.settings import (
     Setting,
     check_value,
@@ -64,9 +64,26 @@ def _device(name: str) -> bool:
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name) is not None
 
 
+#: Settings that are also model options: ``layers = [64]`` and ``-O model.layers=[64]``
+#: are one setting (:meth:`TrainConfig.model_kwargs` passes both to the model factory).
+MODEL_SETTINGS: tuple[str, ...] = ("layers", "lr", "threshold", "goodness", "loss")
+
+
 @dataclass
 class TrainConfig:
-    """Everything ``ff train`` needs; ``None`` means "the component's own default"."""
+    """Everything ``ff train`` needs; ``None`` means "the component's own default".
+
+    A config remembers which settings its maker gave (:meth:`given`): a run starts from a
+    preset (the data set's recipe unless ``preset`` names another) and the given settings
+    win over it, whether the config came from ``ff train`` or from Python
+    (:func:`ffcore.recipes.resolve_config`, which :func:`ffcore.training.build_run` calls).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        config = super().__new__(cls)
+        # the dataclass __init__ takes fields in order, so positional ones are the first
+        object.__setattr__(config, "_given", frozenset((*FIELDS[: len(args)], *kwargs)))
+        return config
 
     preset: str | None = setting_field(
         None,
@@ -138,7 +155,7 @@ class TrainConfig:
     precision: str = setting_field(
         "fp32",
         "fp32, or bf16: mixed precision, matrix products in bfloat16.",
-        choices=tuple(PRECISIONS),
+        choices=PRECISION_NAMES,
         expected="'fp32' or 'bf16'",
         resumable=True,
     )
@@ -254,6 +271,14 @@ class TrainConfig:
                 plugin[key] = value
         return cls(**core, plugin_options=plugin)
 
+    def given(self) -> dict[str, Any]:
+        """The settings the config's maker set (keyword or positional arguments, the keys
+        of :meth:`from_dict`), flat as in :meth:`to_dict`; the rest are defaults."""
+        given: frozenset[str] = getattr(self, "_given", frozenset(FIELDS))
+        values = {name: getattr(self, name) for name in FIELDS if name in given}
+        values.pop("plugin_options", None)
+        return {**values, **self.plugin_options}
+
     def model_kwargs(self) -> dict[str, Any]:
         """Options for the model factory: the explicit ones plus ``model_options``."""
         kwargs = dict(self.model_options)
@@ -272,8 +297,6 @@ class TrainConfig:
         return plugin_setting(name).default
 
 
-#: Settings that are model options too (:meth:`TrainConfig.model_kwargs` passes them on).
-MODEL_SETTINGS = ("layers", "lr", "threshold", "goodness", "loss")
 #: The core settings, by name, in ``TrainConfig`` field order.
 CORE_SETTINGS: dict[str, Setting] = dataclass_settings(TrainConfig)
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -405,42 +428,19 @@ def _config_text(path: Path) -> str:
         ) from None
 
 
-def _model_settings_first(layer: Mapping[str, Any]) -> dict[str, Any]:
-    """``model_options`` entries that are model settings of their own (``layers``, ``lr``...)
-    moved to those settings, so that they take their layer's precedence: ``-O
-    model.layers=[64]`` overrides a preset's ``layers`` as ``--layers 64`` does."""
-    values = dict(layer)
-    options = values.get("model_options")
-    if not isinstance(options, Mapping):
-        return values
-    moved = {k: v for k, v in options.items() if k in MODEL_SETTINGS}
-    for key, value in moved.items():
-        if key in values and values[key] != value:
-            raise ConfigError(
-                f"{key} is set twice, to {values[key]!r} and as model_options.{key} = "
-                f"{value!r}: keep one"
-            )
-        values[key] = value
-    if moved:
-        values["model_options"] = {k: v for k, v in options.items() if k not in moved}
-    return values
-
-
 def build_config(
     *,
     preset: Mapping[str, Any] | None = None,
     file: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Merge preset, file and overrides (later wins; option tables merge key by key)."""
-    merged: dict[str, Any] = {}
+    """Merge preset, file and overrides by :func:`ffcore.recipes.merge_settings` (later
+    wins; option tables merge key by key)."""
+    from ffcore.recipes import merge_settings
+
     for layer in (preset or {}, file or {}, overrides or {}):
-        for key, value in _model_settings_first(layer).items():
+        for key in layer:
             if key not in CORE_SETTINGS and key not in plugin_settings():
                 known = ", ".join(all_settings())
                 raise ConfigError(f"unknown setting {key!r} (known keys: {known})")
-            if key.endswith("_options") and isinstance(value, Mapping):
-                merged[key] = {**merged.get(key, {}), **value}
-            else:
-                merged[key] = value
-    return TrainConfig.from_dict(merged)
+    return TrainConfig.from_dict(merge_settings(preset or {}, file or {}, overrides or {}))

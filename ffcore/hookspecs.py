@@ -34,12 +34,17 @@ class Register(Protocol):
     def __call__(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         *,
         description: str | None = None,
         aliases: Iterable[str] = (),
     ) -> None:
-        """Register ``factory`` under ``name`` (description: the docstring's first line)."""
+        """Register ``factory`` under ``name`` (description: the docstring's first line).
+
+        ``factory`` may be a reference, ``"package.module:function"``: with a
+        ``description``, the module is imported only when the component is first built,
+        so ``ff list-plugins``, ``ff --help`` and shell completion stay fast.
+        """
         ...
 
 
@@ -162,7 +167,9 @@ def fflib_layer_goodness(
 
 
 #: The ``ff`` subcommands the core provides: no plugin command may take these names.
-CORE_COMMANDS: frozenset[str] = frozenset({"train", "eval", "predict", "export", "list-plugins"})
+CORE_COMMANDS: frozenset[str] = frozenset(
+    {"train", "eval", "predict", "export", "list-plugins", "completion"}
+)
 
 #: Registration hook name for each component kind.
 REGISTRATION_HOOKS: dict[str, str] = {

@@ -110,7 +110,7 @@ def _register_into(registry: Registry, plugin_name: str) -> hookspecs.Register:
 
     def register(
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         *,
         description: str | None = None,
         aliases: Iterable[str] = (),

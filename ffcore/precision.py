@@ -16,10 +16,14 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
+from ffcore.choices import PRECISION_NAMES
 from ffcore.errors import InvalidValueError
 
-#: Precision names and the dtype their matrix products run in (``None``: no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+#: Precision names (:data:`~ffcore.choices.PRECISION_NAMES`) and the dtype their matrix
+#: products run in (``None``: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = dict(
+    zip(PRECISION_NAMES, (None, torch.bfloat16), strict=True)
+)
 
 #: Device types where FFLib offers bfloat16 autocast. Others (MPS...) are refused with a
 #: clear error rather than left to torch, which may turn autocast off with only a warning.

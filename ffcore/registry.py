@@ -11,20 +11,22 @@ available by name::
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ffcore.components import ComponentSpec
 from ffcore.errors import PluginError
-from ffcore.interfaces import (
-    DataSplits,
-    FFLayer,
-    FFLoss,
-    FFModel,
-    GoodnessFunction,
-    NegativeSampler,
-    Probe,
-)
 from ffcore.plugin_manager import get_plugin_manager
+
+if TYPE_CHECKING:  # imported where used: the interfaces import torch
+    from ffcore.interfaces import (
+        DataSplits,
+        FFLayer,
+        FFLoss,
+        FFModel,
+        GoodnessFunction,
+        NegativeSampler,
+        Probe,
+    )
 
 T = TypeVar("T")
 
@@ -64,6 +66,8 @@ def list_layers() -> list[str]:
 
 def create_layer(name: str, /, **options: Any) -> FFLayer:
     """Build an FF layer, e.g. ``create_layer("ffdense", in_features=784, out_features=500)``."""
+    from ffcore.interfaces import FFLayer
+
     return build("layer", name, FFLayer, **options)
 
 
@@ -76,6 +80,8 @@ def create_model(
     name: str, /, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> FFModel:
     """Build a model for inputs of ``input_shape`` and ``num_classes`` labels."""
+    from ffcore.interfaces import FFModel
+
     return build(
         "model",
         name,
@@ -93,6 +99,8 @@ def list_goodness() -> list[str]:
 
 def create_goodness(name: str, /, **options: Any) -> GoodnessFunction:
     """Build a goodness function."""
+    from ffcore.interfaces import GoodnessFunction
+
     return build("goodness", name, GoodnessFunction, **options)
 
 
@@ -103,6 +111,8 @@ def list_losses() -> list[str]:
 
 def create_loss(name: str, /, **options: Any) -> FFLoss:
     """Build an FF loss."""
+    from ffcore.interfaces import FFLoss
+
     return build("loss", name, FFLoss, **options)
 
 
@@ -113,6 +123,8 @@ def list_probes() -> list[str]:
 
 def create_probe(name: str, /, **options: Any) -> Probe:
     """Build a probe."""
+    from ffcore.interfaces import Probe
+
     return build("probe", name, Probe, **options)
 
 
@@ -123,6 +135,8 @@ def list_negatives() -> list[str]:
 
 def create_negatives(name: str, /, **options: Any) -> NegativeSampler:
     """Build a negative sampler."""
+    from ffcore.interfaces import NegativeSampler
+
     return build("negatives", name, NegativeSampler, **options)
 
 
@@ -133,6 +147,8 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str, /, **options: Any) -> DataSplits:
     """Load a dataset's splits, e.g. ``load_dataset("digits", val_split=0.1)``."""
+    from ffcore.interfaces import DataSplits
+
     return build("dataset", name, DataSplits, **options)
 
 

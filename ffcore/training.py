@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +38,8 @@ from ffcore.interfaces import (
 )
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.precision import autocast
+from ffcore.progress import AUTO, Progress, console_progress
+from ffcore.recipes import ResolvedConfig, resolve_config
 from ffcore.registry import build
 from ffcore.run_data import dataset_kwargs
 from ffcore.schedules import current_lrs, scale_lrs, schedule_factors
@@ -103,26 +105,23 @@ class TrainingRun:
     names: dict[str, str] = field(default_factory=dict)
     #: Which epoch's weights the run keeps and when it stops early (``keep``, ``early_stop``).
     selection: EpochSelection = field(default_factory=EpochSelection)
+    #: Which preset the settings started from, why, and where each setting came from.
+    resolved: ResolvedConfig | None = None
     #: How this process shares the run with others (``None``: it trains alone); see
     #: :mod:`ffcore.distributed`.
     parallel: ParallelTraining | None = None
 
 
-class Progress(Protocol):
-    """What the trainer reports to a progress display (the CLI draws a bar)."""
-
-    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
-        """Epoch ``epoch`` (1-based) of ``epochs`` starts, with ``batches`` batches."""
-
-    def advance(self) -> None:
-        """One batch was trained."""
-
-    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Epoch ``epoch`` ended with ``metrics``."""
-
-
 def build_run(config: TrainConfig) -> TrainingRun:
-    """Load the data and build the model, probe and negative sampler ``config`` names."""
+    """Load the data and build the model, probe and negative sampler ``config`` names.
+
+    The config is first resolved (:func:`~ffcore.recipes.resolve_config`): the preset it
+    names, else its data set's recipe, lies under the settings it was given, as for
+    ``ff train``. ``run.config`` is the resolved config; ``run.resolved`` says which preset
+    applied and why.
+    """
+    resolved = resolve_config(config)
+    config = resolved.config
     plugins = get_plugin_manager()
     device = resolve_device(config.device)
     autocast(device, config.precision)  # fails now if the device cannot run that precision
@@ -173,6 +172,7 @@ def build_run(config: TrainConfig) -> TrainingRun:
         negatives=negatives,
         probe=probe,
         device=device,
+        resolved=resolved,
         names={
             "model": model_spec.name,
             "dataset": normalize_name(data.name),
@@ -272,12 +272,16 @@ Checkpointer = Callable[[TrainingRun], Path]
 
 def train(
     run: TrainingRun,
-    progress: Progress | None = None,
+    progress: Progress | str | None = AUTO,
     *,
     checkpoint: Checkpointer | None = None,
     stop: StopRequests | None = None,
 ) -> dict[str, float]:
     """Train ``run`` for its remaining epochs; return the final metrics.
+
+    ``progress`` shows how it goes: by default (``"auto"``) what ``ff train`` shows (a bar
+    on a terminal, a heartbeat line every 10 s elsewhere, a line per epoch; see
+    :mod:`ffcore.progress`); ``None`` shows nothing; or any :class:`~ffcore.progress.Progress`.
 
     Metrics: ``loss`` (last epoch's mean), ``val_acc`` (the kept epoch's, when there is a
     validation split), ``test_acc`` (of the kept epoch's weights, which the model holds
@@ -296,7 +300,9 @@ def train(
     if stop is None:
         stop = StopRequests() if run.parallel is None else run.parallel.stop_requests()
     with flushing_denormals():
-        return _train(run, progress, checkpoint, stop)
+        if run.parallel is not None and run.parallel.rank != 0:
+            progress = None  # of several processes, rank 0 shows the progress
+        return _train(run, console_progress(progress), checkpoint, stop)
 
 
 def _train(
@@ -342,6 +348,8 @@ def _train(
     model.train()
     guard = GrowthGuard(model) if check_finite else None
     lr_note = f" (it is {config.lr:g})" if config.lr is not None else ""
+    if progress is not None:
+        progress.train_start(run)
     with stop:
         while run.epoch < config.epochs and not run.selection.stopped:
             epoch = run.epoch
@@ -378,7 +386,7 @@ def _train(
                 run.batch += 1
                 run.step += 1
                 if progress is not None:
-                    progress.advance()
+                    progress.advance(loss_sum)
                 signum = (
                     stop.signum if parallel is None else parallel.agreed_stop(run.step, stop.signum)
                 )
@@ -436,4 +444,6 @@ def _train(
             parallel.finish()
     model.observer = None
     hook.fflib_train_end(run=run, metrics=final)
+    if progress is not None:
+        progress.train_end(final)
     return final

@@ -3,7 +3,8 @@
 It writes the per-layer histograms and scalars a traced training batch gets (on a sample
 of the data, with negatives from the model's own sampler), a per-class mean-goodness heat
 map (layers × labels), each layer's accuracy alone and an embedding projector of every
-layer's activations, labelled by class.
+layer's activations, labelled by class. The ``ff debug`` command itself is
+:mod:`ffdebug.command` (it imports this module when it runs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +26,7 @@ from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import Batch, DataSplits, FFLayer, FFModel, NegativeSampler, Probe, Split
 from ffcore.registry import build
 from ffcore.run_data import load_saved_data
+from ffdebug import SPLITS
 from ffdebug.errors import TracingError
 from ffdebug.stats import (
     EVAL_CHUNK,
@@ -38,7 +39,9 @@ from ffdebug.stats import (
     parameter_tags,
 )
 
-SPLITS = ("test", "val", "train")
+#: Titles of the two per-class heat maps.
+PER_CLASS_TITLE = "Mean goodness per class, true label (each layer on its own scale)"
+MARGIN_TITLE = "Mean margin per class: goodness of the true label minus the best wrong one"
 #: The embedding projector's sprite sheet may be at most this many pixels wide.
 MAX_SPRITE_SIDE = 8192
 
@@ -219,7 +222,7 @@ def trace_checkpoint(
     step: int = 0,
 ) -> DebugReport:
     """Trace the model saved in ``checkpoint`` on ``samples`` samples of a data split."""
-    from ffdebug.events import EventWriter, heat_map, markdown_table
+    from ffdebug.events import EventWriter, markdown_table
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidValueError("samples", samples, "a positive integer")
@@ -255,14 +258,23 @@ def trace_checkpoint(
         _measure(packet, model, sample, sampler, _probe(meta, model), data.num_classes)
         events.write(packet.fetch(), step)
         maps = (
-            ("goodness/per_class", sample.scores, False),
-            ("goodness/margin_per_class", sample.margins, True),
+            ("goodness/per_class", sample.scores, False, PER_CLASS_TITLE),
+            ("goodness/margin_per_class", sample.margins, True, MARGIN_TITLE),
         )
-        for tag, values, diverging in maps:
+        for tag, values, diverging, title in maps:
             if values is None:
                 continue
             means = per_class_mean(values, sample.y, data.num_classes).cpu()
-            events.image(tag, heat_map(means, diverging=diverging), step)
+            layer_names = [f"layer{i}" for i in range(len(means))]
+            events.heat_map(
+                tag,
+                means,
+                rows=layer_names,
+                columns=classes,
+                title=title,
+                diverging=diverging,
+                step=step,
+            )
             events.text(tag, _table(classes, means), step)
             images.append(tag)
         acts = sample.acts_pos or []
@@ -311,85 +323,3 @@ def _probe(meta: dict[str, Any], model: FFModel) -> Probe | None:
     except FFLibError:
         return None
     return probe
-
-
-@click.command("debug")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option(
-    "--logdir",
-    "--tensorboard",
-    "logdir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="TensorBoard log directory to write to.",
-)
-@click.option("--dataset", help="Data set to trace on (default: the one it was trained on).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
-@click.option("--download/--no-download", default=None, help="Allow downloading data.")
-@click.option(
-    "--split",
-    type=click.Choice(SPLITS),
-    default="test",
-    show_default=True,
-    help="Which split to sample.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="Samples to trace (and to show in the embedding projector).",
-)
-@click.option("--negatives", help="Negative sampler (default: the one it was trained with).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sample and negatives seed.")
-@click.option(
-    "--step",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Global step to file the traces under (to line them up with a training run).",
-)
-def debug_command(
-    checkpoint: str,
-    logdir: str,
-    dataset: str | None,
-    data_root: str | None,
-    download: bool | None,
-    split: str,
-    samples: int,
-    negatives: str | None,
-    device: str,
-    seed: int,
-    step: int,
-) -> None:
-    """Trace a saved model into TensorBoard, without training.
-
-    Traces the model in CHECKPOINT on a sample of a data split: per-layer activation,
-    goodness and weight histograms and scalars, a per-class mean-goodness heat map (layers
-    x labels) and an embedding projector of each layer's activations, labelled by class.
-    View with `tensorboard --logdir LOGDIR`.
-    """
-    report = trace_checkpoint(
-        checkpoint,
-        logdir,
-        dataset=dataset,
-        data_root=data_root,
-        download=download,
-        split=split,
-        samples=samples,
-        negatives=negatives,
-        device=device,
-        seed=seed,
-        step=step,
-    )
-    epoch = f" (epoch {report.epoch})" if report.epoch is not None else ""
-    parts = [f"{report.layers} layers traced"]
-    parts += [f"image {name}" for name in report.images]
-    if report.embeddings:
-        parts.append(f"{report.embeddings} embeddings")
-    click.echo(
-        f"{report.model}{epoch} on {report.dataset} {report.split} ({report.samples} samples): "
-        f"{', '.join(parts)}; written to {report.logdir}"
-    )
-    click.echo(f"view with: tensorboard --logdir {report.logdir}")

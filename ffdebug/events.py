@@ -96,6 +96,32 @@ class EventWriter:
                 tag=tag,
             )
 
+    def custom_scalars(self, layout: Mapping[str, Mapping[str, list[Any]]]) -> None:
+        """A Custom Scalars dashboard layout: charts that overlay several tags."""
+        self.writer.add_custom_scalars(dict(layout))
+
+    def heat_map(
+        self,
+        tag: str,
+        values: Tensor,
+        *,
+        rows: Sequence[str],
+        columns: Sequence[str],
+        title: str,
+        diverging: bool = False,
+        step: int = 0,
+    ) -> None:
+        """``(rows, columns)`` values as a labelled chart (axes, names, a colour bar per
+        row) when matplotlib is installed (``pip install ".[plots]"`` from a clone), else
+        as a plain coloured grid (:func:`heat_map`)."""
+        from ffdebug.plots import heat_map_figure
+
+        figure = heat_map_figure(values, rows, columns, title=title, diverging=diverging)
+        if figure is None:
+            self.image(tag, heat_map(values, diverging=diverging), step)
+        else:
+            self.writer.add_figure(tag, figure, step, close=True)
+
     def hparams_start(self, settings: Mapping[str, Any]) -> None:
         """The run's settings for the HParams dashboard (metrics come at the end)."""
         values = {key: hparam_value(value) for key, value in settings.items()}
@@ -124,6 +150,19 @@ class EventWriter:
         self.closed = True
         atexit.unregister(self.close)
         self.writer.close()
+
+
+def goodness_layout(layers: int) -> dict[str, dict[str, list[Any]]]:
+    """The Custom Scalars layout of a traced run: for each FF layer one chart with its
+    positive and negative goodness and its threshold, and one chart of every layer's loss."""
+    tags = ("goodness_pos_mean", "goodness_neg_mean", "threshold")
+    # the dashboard reads each tag as a regular expression: anchored, it is that tag alone
+    charts: dict[str, list[Any]] = {
+        f"layer{i} goodness": ["Multiline", [f"^layer{i}/{tag}$" for tag in tags]]
+        for i in range(layers)
+    }
+    charts["loss of every layer"] = ["Multiline", [f"^layer{i}/loss$" for i in range(layers)]]
+    return {"FF layers": charts}
 
 
 def hparam_value(value: object) -> str | float | int:

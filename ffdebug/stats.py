@@ -234,6 +234,7 @@ def add_layer(
     packet.scalar(f"{prefix}/loss", loss.detach())
     if isinstance(layer, FFLayer):
         packet.scalar(f"{prefix}/lr", layer.lr)
+        packet.scalar(f"{prefix}/threshold", layer.threshold)
     flat = h_pos.detach().reshape(h_pos.shape[0], -1)
     if flat.shape[1] >= 2:
         packet.scalar(f"{prefix}/hoyer", sparsity(flat, "hoyer").mean())

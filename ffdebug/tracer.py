@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from ffcore import get_plugin_manager, hookimpl
+from ffcore.data import num_batches
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import FFLayer
-from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
-from ffdebug.events import HPARAM_METRICS, EventWriter, markdown_table
+from ffdebug import TRACER_NAME, default_trace_every
+from ffdebug.debug import ff_layers
+from ffdebug.events import HPARAM_METRICS, EventWriter, goodness_layout, markdown_table
 from ffdebug.stats import (
     FRAME_TAGS,
     Packet,
@@ -64,7 +66,9 @@ class Tracer:
     its tags) and no per-layer accuracies at epoch ends (no rank holds every layer).
     """
 
-    def __init__(self, run: TrainingRun, logdir: str, every: int = DEFAULT_TRACE_EVERY) -> None:
+    def __init__(self, run: TrainingRun, logdir: str, every: int | None = None) -> None:
+        if every is None:
+            every = default_trace_every(num_batches(len(run.data.train), run.config.batch_size))
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise InvalidValueError("trace_every", every, "a positive integer")
         self.run = run
@@ -114,6 +118,7 @@ class Tracer:
             for key, value in config[table].items():
                 settings[f"{table.removesuffix('_options')}.{key}"] = value
         self.events.hparams_start(settings)
+        self.events.custom_scalars(goodness_layout(len(ff_layers(run.model))))
         self.events.flush()
 
     # --- per-layer hooks: copy the tensors of traced batches only -----------------------

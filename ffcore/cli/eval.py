@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
-from torch import Tensor, nn
 
-from ffcore.analysis import SPARSITY_KINDS, weight_sparsity, weight_stats
-from ffcore.checkpoint import load_checkpoint, require_components
+from ffcore.choices import PRECISION_NAMES, SPARSITY_KINDS
+from ffcore.cli.completion import complete_component
 from ffcore.cli.json_output import json_line
 from ffcore.components import normalize_name
-from ffcore.devices import resolve_device
-from ffcore.eval_report import confusion_lines, per_class_lines, write_tensorboard
-from ffcore.inference import class_names
-from ffcore.interfaces import DataSplits, Probe
-from ffcore.metrics import ClassReport, confusion_matrix, per_class, predict_split
-from ffcore.metrics import accuracy as accuracy_of
-from ffcore.precision import PRECISIONS, check_precision
-from ffcore.registry import create_probe
-from ffcore.run_data import load_saved_data
-from ffcore.training import evaluate
+
+if TYPE_CHECKING:  # imported where used, so that ff --help does not import torch
+    import torch
+    from torch import Tensor, nn
+
+    from ffcore.interfaces import DataSplits, Probe
+    from ffcore.metrics import ClassReport
 
 
 @dataclass(frozen=True)
@@ -44,6 +39,10 @@ def per_class_report(
     precision: str,
 ) -> PerClassReport:
     """Predict the test split once (as ``evaluate`` does) and count per class."""
+    from ffcore.inference import class_names
+    from ffcore.metrics import accuracy as accuracy_of
+    from ffcore.metrics import confusion_matrix, per_class, predict_split
+
     predicted = predict_split(model, probe, data.test.to(device), precision=precision)
     names = data.class_names if len(data.class_names) == data.num_classes else class_names(meta)
     confusion = confusion_matrix(data.test.y, predicted, data.num_classes)
@@ -52,6 +51,8 @@ def per_class_report(
 
 def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
     """Weight statistics and sparsity of every parameter, as a table or JSON."""
+    from ffcore.analysis import weight_sparsity, weight_stats
+
     table = weight_stats(model)
     for kind in kinds:
         for name, value in weight_sparsity(model, kind).items():
@@ -70,14 +71,22 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--dataset", help="Dataset to test on (default: the one it was trained on).")
+@click.option(
+    "--dataset",
+    shell_complete=complete_component("dataset"),
+    help="Dataset to test on (default: the one it was trained on).",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
 @click.option("--download/--no-download", default=None, help="Allow downloading data.")
-@click.option("--probe", help="Probe name (default: the one it was trained with).")
+@click.option(
+    "--probe",
+    shell_complete=complete_component("probe"),
+    help="Probe name (default: the one it was trained with).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
 @click.option(
     "--precision",
-    type=click.Choice(list(PRECISIONS)),
+    type=click.Choice(list(PRECISION_NAMES)),
     help="fp32 or bf16 (mixed precision). [default: the precision it was trained at]",
 )
 @click.option(
@@ -119,6 +128,16 @@ def eval_command(
     as_json: bool,
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
+    from ffcore.checkpoint import load_checkpoint, require_components
+    from ffcore.cli.main import flush_denormals_while_running
+    from ffcore.devices import resolve_device
+    from ffcore.eval_report import confusion_lines, per_class_lines, write_tensorboard
+    from ffcore.precision import check_precision
+    from ffcore.registry import create_probe
+    from ffcore.run_data import load_saved_data
+    from ffcore.training import evaluate
+
+    flush_denormals_while_running()
     target = resolve_device(device)
     loaded = load_checkpoint(checkpoint, map_location=target)
     meta = loaded.meta

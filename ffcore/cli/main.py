@@ -5,6 +5,11 @@ and ``--builtin-plugins-only``, as soon as they are parsed and before any subcom
 looked up; every command then reads that one manager. Plugin commands are the ones the
 manager collected when each plugin loaded (``fflib_register_commands``): built-in commands
 win, and a clash or a failing hook is reported by ``ff list-plugins``.
+
+Nothing here imports torch, nor do the command modules at import time or the built-in
+plugins when they load (they register their components by reference): ``ff --version``,
+``ff --help``, ``ff list-plugins`` and shell completion start in a fraction of a second.
+Commands import what they need when they run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import click
 from ffcore import __version__
 from ffcore.cli.errors import CLIError
 from ffcore.components import normalize_name
-from ffcore.devices import flush_denormals
 from ffcore.errors import FFLibError, UnknownComponentError
 from ffcore.plugin_manager import FFPluginManager, configure_plugins, plugin_names
 
@@ -108,25 +112,36 @@ def cli(disable_plugin: tuple[str, ...], builtin_plugins_only: bool, debug: bool
     """FFLib: train and inspect Forward-Forward networks.
 
     Every layer, model, goodness, loss, probe, negative sampler and dataset is a plugin
-    component: see them with `ff list-plugins`.
+    component: see them with `ff list-plugins`. Shell completion: see `ff completion -h`.
     """
 
 
 def _add_builtin_commands() -> None:
+    from ffcore.cli.completion import completion_command
     from ffcore.cli.eval import eval_command
     from ffcore.cli.export import export_command
     from ffcore.cli.list_plugins import list_plugins
     from ffcore.cli.predict import predict_command
     from ffcore.cli.train import train_command
 
-    for command in (list_plugins, train_command, eval_command, predict_command, export_command):
+    builtin = (list_plugins, train_command, eval_command, predict_command, export_command)
+    for command in (*builtin, completion_command):
         cli.add_command(command)
 
 
 _add_builtin_commands()
 
 
+def flush_denormals_while_running() -> None:
+    """Flush denormal floats to zero until the command ends (a command that computes with
+    torch calls this first, before torch starts its worker threads, so they share the
+    mode; see :func:`ffcore.devices.flush_denormals`). The mode is restored after, for
+    callers that run ``ff`` in-process."""
+    from ffcore.devices import flushing_denormals
+
+    click.get_current_context().with_resource(flushing_denormals())
+
+
 def main() -> None:
     """Console-script entry point."""
-    flush_denormals()  # before torch starts its worker threads, so they share the mode
     cli(prog_name="ff")

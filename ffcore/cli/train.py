@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,19 +11,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ffcore.cli.json_output import json_line
-from ffcore.cli.progress import ClickProgress
 from ffcore.cli.setting_options import setting_option
 from ffcore.config import CORE_SETTINGS, build_config, parse_value, read_config_file
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.output import prepare_output, resumed_output, save_with_fallback
 from ffcore.plugin_manager import get_plugin_manager
-from ffcore.recipes import PLAIN, starting_preset
-from ffcore.runs import resume_run, save_run
+from ffcore.progress import NORMAL, QUIET, VERBOSE, ConsoleProgress, count_parameters
 from ffcore.signals import StopNow
-from ffcore.training import TrainingRun, build_run, train
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the training modules import torch: ff train --help needs none of it
     from ffcore.distributed.worker import Processes
+    from ffcore.training import TrainingRun
 
 OPTION_TABLES = {
     "model": "model_options",
@@ -60,6 +59,8 @@ def checkpointer(out: Path) -> Any:
     reported: set[str] = set()
 
     def save(run: TrainingRun, metrics: dict[str, float] | None = None) -> Path:
+        from ffcore.runs import save_run
+
         saved = save_with_fallback(lambda path: save_run(run, path, metrics), out)
         if saved.problem and saved.problem not in reported:
             reported.add(saved.problem)
@@ -67,11 +68,6 @@ def checkpointer(out: Path) -> Any:
         return saved.path
 
     return save
-
-
-def count_parameters(model: Any) -> int:
-    """Trainable parameter count."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def kept_line(run: TrainingRun, metrics: dict[str, float]) -> str:
@@ -118,6 +114,15 @@ class TrainCommand(click.Command):
     help="Extra component option, e.g. -O model.layer_range='1:' (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary, nothing else.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print only the test accuracy and the checkpoint path."
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also print every setting with its origin, and each epoch's throughput and lr.",
+)
 @click.pass_context
 def train_command(
     ctx: click.Context,
@@ -125,6 +130,8 @@ def train_command(
     config_file: str | None,
     resume: str | None,
     as_json: bool,
+    quiet: bool,
+    verbose: bool,
     **options: Any,
 ) -> None:
     """Train a model, report validation and test accuracy, and save a checkpoint.
@@ -133,10 +140,13 @@ def train_command(
     `ff train --resume` continues from. With --nproc N (or under torchrun) several
     processes train together: see docs/distributed.md.
     """
-    from ffcore.cli.main import ARGV_KEY
+    from ffcore.cli.main import ARGV_KEY, flush_denormals_while_running
     from ffcore.distributed.launch import launch_processes, requested_processes
     from ffcore.distributed.worker import Processes
+    from ffcore.runs import resume_run
+    from ffcore.training import build_run
 
+    flush_denormals_while_running()
     started = time.perf_counter()
     processes = Processes.current()  # one of several: its threads, GPU and process group
     ctx.call_on_close(processes.close)
@@ -148,7 +158,8 @@ def train_command(
     for text in options["component_options"]:
         table, option, value = parse_component_option(text)
         overrides.setdefault(table, {})[option] = value
-    recipe: str | None = None  # the data set recipe this run starts from, if any
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
     file_settings = read_config_file(config_file) if config_file else {}
     if not processes.several:
         nproc = requested_processes(overrides, file_settings, resume)
@@ -160,17 +171,15 @@ def train_command(
                 raise InvalidValueError("--resume", resume, "no --config or --preset alongside it")
             run = resume_run(resume, overrides)
         else:
-            start = starting_preset(file_settings, overrides)
-            config = build_config(preset=start.settings, file=file_settings, overrides=overrides)
-            recipe = start.name if start.reason == "dataset recipe" else None
-            run = build_run(config)
+            # build_run resolves the preset under these settings, as for a TrainConfig in Python
+            run = build_run(build_config(file=file_settings, overrides=overrides))
         out = output_path(run, resume, "out" in overrides)
         # before training: a run that cannot be saved does not start (rank 0 writes it)
         lock = prepare_output(out) if processes.is_main else None
     processes.attach(run)
-    parameters = count_parameters(run.model)
+    verbosity = None if as_json else QUIET if quiet else VERBOSE if verbose else NORMAL
     try:
-        _train_and_save(ctx, run, out, resume, recipe, parameters, as_json, started, processes)
+        _train_and_save(ctx, run, out, resume, verbosity, started, processes)
     finally:
         if lock is not None:
             lock.release()
@@ -181,39 +190,34 @@ def _train_and_save(
     run: TrainingRun,
     out: Path,
     resume: str | None,
-    recipe: str | None,
-    parameters: int,
-    as_json: bool,
+    verbosity: int | None,
     started: float,
     processes: Processes,
 ) -> None:
-    """Train ``run`` and save it to ``out``, holding the stop handler until it is saved."""
-    config, data = run.config, run.data
-    main = processes.is_main  # of several processes, rank 0 prints and writes
-    layout = processes.describe(run)
-    if not as_json and main:
-        bf16 = config.precision != "fp32"
-        val_size = len(data.val) if data.val else 0
-        sizes = f"{len(data.train)} train / {val_size} val / {len(data.test)} test"
-        click.echo(
-            f"model {run.names['model']} ({parameters:,} parameters) on {run.names['dataset']} "
-            f"({sizes}), probe {run.names['probe']}, negatives {run.names['negatives']}, "
-            f"device {run.device}" + (f", precision {config.precision}" if bf16 else "")
-        )
-        if recipe:
-            click.echo(
-                f"settings: the {recipe} recipe (preset {recipe!r}); "
-                f"--preset {PLAIN} for FFLib's generic defaults"
-            )
-        if layout:
+    """Train ``run`` and save it to ``out``, holding the stop handler until it is saved.
+
+    ``verbosity``: :data:`~ffcore.progress.QUIET`, ``NORMAL`` or ``VERBOSE``, or ``None``
+    for ``--json`` (one JSON summary and nothing else). The progress display describes
+    the run first (model, data, which preset its settings started from). Of several
+    processes, rank 0 alone prints and writes.
+    """
+    from ffcore.training import train
+
+    config, parameters = run.config, count_parameters(run.model)
+    main = processes.is_main
+    as_json = verbosity is None
+    progress = None  # the lines below give the test accuracy, with the checkpoint
+    if verbosity is not None and main:
+        progress = ConsoleProgress(verbosity, out=sys.stdout, summary=False)
+        layout = processes.describe(run)
+        if layout and verbosity > QUIET:
             click.echo(layout)
-        if resume:
-            click.echo(f"resuming from {resume} at epoch {run.epoch + 1}, batch {run.batch}")
+        if resume and verbosity > QUIET:
+            click.echo(f"resuming from {resume}")
     save = processes.saving(checkpointer(out))
     with processes.stop_requests() as stop:
         stop.saved(resume)
         try:
-            progress = ClickProgress() if main and not as_json else None
             metrics = train(run, progress=progress, checkpoint=save, stop=stop)
             with stop.interrupting():
                 checkpoint = save(run, metrics)  # again, with the test accuracy
@@ -257,12 +261,14 @@ def _train_and_save(
             "stopped_early": bool(metrics["stopped_early"]),
             "epochs": run.history,
             "checkpoint": str(checkpoint),
+            "preset_reason": run.resolved.reason if run.resolved else None,
             "config": config.to_dict(),
             "processes": run.parallel.world_size if run.parallel else 1,
         }
         click.echo(json_line(summary))
         return
-    click.echo(kept_line(run, metrics))
+    if verbosity != QUIET:
+        click.echo(kept_line(run, metrics))
     click.echo(
         f"test accuracy: {100 * metrics['test_acc']:.2f}%  "
         f"(trained {run.epoch} epochs in {metrics['train_seconds']:.1f}s, "

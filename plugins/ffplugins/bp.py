@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import Batch, FFModel, NegativeSampler, inputs_of
 from ffcore.layers import ACTIVATIONS, choice, flatten_inputs, int_list
 from ffcore.optim import make_optimizer
@@ -81,8 +79,3 @@ def bp(
         optimizer=optimizer,
         lr=lr,
     )
-
-
-@hookimpl
-def fflib_register_models(register: Register) -> None:
-    register("bp", bp, aliases=["backprop"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import Classifier, Probe, require
 
 NEEDS = (
@@ -33,8 +31,3 @@ class ClassifierProbe(Probe):
 def classifier() -> Probe:
     """Argmax of the model's own classifier logits (FF+C, backprop)."""
     return ClassifierProbe()
-
-
-@hookimpl
-def fflib_register_probes(register: Register) -> None:
-    register("classifier", classifier)

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, LayerStepResult, Objective, ObjectiveOptions
 from ffcore.layers import (
     ACTIVATIONS,
@@ -340,8 +338,3 @@ ffdense = layer_factory(
 )
 
 FFLinear = FFDense
-
-
-@hookimpl
-def fflib_register_layers(register: Register) -> None:
-    register("ffdense", ffdense, aliases=["fflinear"])

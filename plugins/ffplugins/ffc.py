@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import Batch, FFLayer, NegativeSampler, StageStep, inputs_of
 from ffcore.layers import choice, non_negative_int
 from ffcore.optim import check_lr, make_optimizer
@@ -307,8 +305,3 @@ def ffc(
         label_scale=label_scale,
         label_scheme=label_scheme,
     )
-
-
-@hookimpl
-def fflib_register_models(register: Register) -> None:
-    register("ffc", ffc, aliases=["ff-c"])

@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import (
     Batch,
     FFLayer,
@@ -433,8 +431,3 @@ def ffnet(
         recompute=recompute,
         label_scheme=label_scheme,
     )
-
-
-@hookimpl
-def fflib_register_models(register: Register) -> None:
-    register("ffnet", ffnet)

@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import Batch, FFModel, NegativeSampler, inputs_of
 from ffcore.layers import (
     build_layer,
@@ -339,8 +337,3 @@ class _Spreader:
         if self._image is None:
             self._image = self(drive)
         return self._image
-
-
-@hookimpl
-def fflib_register_models(register: Register) -> None:
-    register("ffrnn", ffrnn)

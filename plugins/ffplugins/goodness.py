@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import GoodnessFunction
 
 #: Activation dtypes whose goodness is computed in float32 (mixed precision hands them over).
@@ -87,11 +85,3 @@ def neg_sum_squares() -> GoodnessFunction:
 def neg_mean_squares() -> GoodnessFunction:
     """Negative mean of squares: low activity marks positive data."""
     return Negated(MeanSquares())
-
-
-@hookimpl
-def fflib_register_goodness(register: Register) -> None:
-    register("sum-squares", sum_squares, aliases=["sum-of-squares"])
-    register("mean-squares", mean_squares, aliases=["mean-of-squares"])
-    register("neg-sum-squares", neg_sum_squares)
-    register("neg-mean-squares", neg_mean_squares)

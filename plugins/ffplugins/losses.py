@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLoss
 
 
@@ -55,9 +53,3 @@ def softplus_threshold() -> FFLoss:
 def symba(alpha: float = 4.0) -> FFLoss:
     """SymBa (Lee & Song 2023): separate positive from negative goodness, no threshold."""
     return SymBa(alpha=alpha)
-
-
-@hookimpl
-def fflib_register_losses(register: Register) -> None:
-    register("softplus-threshold", softplus_threshold, aliases=["hinton"])
-    register("symba", symba)

@@ -8,8 +8,6 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import (
     Batch,
     Classifier,
@@ -131,11 +129,3 @@ def hard(temperature: float = 0.0) -> NegativeSampler:
 def neutral(temperature: float = 1.0) -> NegativeSampler:
     """Wrong labels drawn from the classifier read-out's neutral-label pass (Hinton's)."""
     return NeutralPassWrongLabel(temperature=temperature)
-
-
-@hookimpl
-def fflib_register_negatives(register: Register) -> None:
-    register("random", random)
-    register("inverse", inverse)
-    register("hard", hard, aliases=["highest-incorrect"])
-    register("neutral", neutral, aliases=["neutral-pass"])

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffcore import hookimpl
 from ffcore.errors import InvalidValueError
-from ffcore.hookspecs import Register
 from ffcore.interfaces import FFLayer, LayerStepResult, Objective, ObjectiveOptions
 from ffcore.layers import (
     ACTIVATIONS,
@@ -206,8 +204,3 @@ ffrecurrent = layer_factory(
     "Recurrent FF layer: beta·act(W_fw·below + W_bw·above + b) + (1-beta)·previous.",
     name="ffrecurrent",
 )
-
-
-@hookimpl
-def fflib_register_layers(register: Register) -> None:
-    register("ffrecurrent", ffrecurrent, aliases=["ffrecurrentlayer"])

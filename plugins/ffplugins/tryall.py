@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffcore import hookimpl
-from ffcore.hookspecs import Register
 from ffcore.interfaces import LabelScorer, Probe, require
 
 NEEDS = (
@@ -35,8 +33,3 @@ class TryAll(Probe):
 def tryall() -> Probe:
     """Try every label; predict the one whose total goodness is best."""
     return TryAll()
-
-
-@hookimpl
-def fflib_register_probes(register: Register) -> None:
-    register("tryall", tryall, aliases=["try-all"])

@@ -16,7 +16,14 @@ from ffcore.runs import save_run
 from ffcore.training import build_run, train
 
 #: A tiny real run: ffnet with one 32-unit layer on digits (inputs 64 + 10 label units).
-RUN = {"layers": [32], "epochs": 1, "device": "cpu", "batch_size": 256, "seed": 1}
+RUN = {
+    "preset": "plain",  # ffnet, not the digits recipe
+    "layers": [32],
+    "epochs": 1,
+    "device": "cpu",
+    "batch_size": 256,
+    "seed": 1,
+}
 
 
 def trained_checkpoint(path: Path, **settings: Any) -> Path:

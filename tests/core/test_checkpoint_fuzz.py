@@ -286,12 +286,19 @@ class NoNetwork:
 
 
 @pytest.fixture
-def watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, NoNetwork]:
-    """A sandbox: working directory, HOME and system temp inside ``tmp_path``, no network."""
+def watched(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, NoNetwork]:
+    """A sandbox: working directory, HOME and system temp inside ``tmp_path``, no network.
+
+    matplotlib (``ff debug``'s charts, when installed) keeps its font cache in a folder of
+    its own, outside the sandbox: a library's cache, whatever the checkpoint holds.
+    """
     for name in ("cwd", "home", "systmp"):
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "systmp"))
     network = NoNetwork()
     monkeypatch.setattr(socket.socket, "connect", network.refuse("connect"))

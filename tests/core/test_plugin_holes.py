@@ -182,7 +182,7 @@ def test_a_second_entry_point_with_a_taken_name_is_reported(
 
 
 def _train_with_abs_sum(path: Path) -> Path:
-    config = TrainConfig(layers=[8], epochs=1, device="cpu", goodness="abs-sum")
+    config = TrainConfig(preset="plain", layers=[8], epochs=1, device="cpu", goodness="abs-sum")
     run = build_run(config)
     return save_run(run, path, train(run))
 

@@ -25,7 +25,7 @@ from ffplugins.dense import FFDense
 
 
 def test_learning_rate_100x_too_high_is_a_clear_divergence_error() -> None:
-    config = ffcore.config.TrainConfig(layers=[256], epochs=3, lr=1.0, device="cpu")
+    config = ffcore.config.TrainConfig(preset="plain", layers=[256], epochs=3, lr=1.0, device="cpu")
     with pytest.raises(DivergenceError) as info:
         train(build_run(config))
     message = str(info.value)

@@ -198,7 +198,7 @@ def test_to_dict_and_from_dict_round_trip_plugin_settings() -> None:
     assert flat["tensorboard"] == "tb" and "plugin_options" not in flat
     assert TrainConfig.from_dict(flat) == config
     assert TrainConfig.from_dict({"plugin_options": {"tensorboard": "tb"}, "layers": [8]}) == config
-    assert config.setting("trace_every") == 50 and config.setting("epochs") == 60
+    assert config.setting("trace_every") is None and config.setting("epochs") == 60
 
 
 class _Declares:

@@ -105,7 +105,8 @@ def test_values_match_a_recomputation_on_the_same_sample(debugged: Debugged) -> 
 def test_writes_heat_maps_and_the_projector(debugged: Debugged) -> None:
     for tag in ("goodness/per_class", "goodness/margin_per_class"):
         image = debugged.events.Images(tag)[0]
-        assert (image.width, image.height) == (10 * 24, 2 * 24)
+        # a matplotlib chart (axes, names, colour bars), larger than the 24-pixel cell grid
+        assert image.width > 10 * 24 and image.height > 2 * 24
     config = (debugged.logdir / "projector_config.pbtxt").read_text()
     assert config.count("embeddings {") == 2
     for layer, width in ((0, 24), (1, 16)):

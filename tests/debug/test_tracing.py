@@ -19,7 +19,7 @@ from ffcore.analysis import sparsity
 from ffcore.cli.main import cli
 from ffcore.data import num_batches
 from ffcore.training import TrainingRun, build_run, train
-from ffdebug import DEFAULT_TRACE_EVERY, TRACER_NAME
+from ffdebug import TRACER_NAME, default_trace_every
 from ffdebug.debug import ff_layers
 from ffdebug.errors import TracingError
 from ffdebug.stats import HISTOGRAM_BINS, parameter_tags
@@ -42,6 +42,7 @@ LAYER_SCALARS = (
     "separation",
     "pairs_ordered",
     "loss",
+    "threshold",
     "lr",
     "hoyer",
     "dead_fraction",
@@ -254,7 +255,9 @@ def test_untraced_batches_touch_no_tensor(tmp_path: Path) -> None:
 def test_default_interval_and_evaluations_follow_traced_epochs(tmp_path: Path) -> None:
     run, _ = train_tiny(tiny_config(tmp_path, layers=[12], epochs=5, trace_every=None))
     per_epoch = num_batches(len(run.data.train), run.config.batch_size)
-    steps = [s for s in range(5 * per_epoch) if s % DEFAULT_TRACE_EVERY == 0]
+    every = default_trace_every(per_epoch)
+    assert every == 2  # 11 batches per epoch: several points per epoch, not one in 50
+    steps = [s for s in range(5 * per_epoch) if s % every == 0]
     recorded = events(tmp_path)
     assert sorted(scalars(recorded, "batch/loss")) == steps
     assert sorted(scalars(recorded, "epoch/train_loss")) == [per_epoch * e for e in range(1, 6)]

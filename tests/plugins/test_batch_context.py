@@ -185,7 +185,10 @@ def test_models_report_the_components_they_were_built_from() -> None:
 
 
 def test_the_run_lists_its_components_from_the_model() -> None:
-    run = build_run(TrainConfig(model="ffc", layers=[8], goodness="mean-squares", device="cpu"))
+    config = TrainConfig(
+        preset="plain", model="ffc", layers=[8], goodness="mean-squares", device="cpu"
+    )
+    run = build_run(config)
     assert component_names(run) == {
         "model": "ffc",
         "dataset": "digits",
