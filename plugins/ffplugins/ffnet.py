@@ -392,6 +392,12 @@ def copy_major(labels: Tensor, num_pos: int) -> tuple[Tensor, Tensor | None]:
     copy by copy, as a tiled product pairs row ``r`` with image ``r % B``, and the row
     order that takes the tiled rows back to ``labels``' order (``None``: already tiled,
     ``k <= 1``)."""
+    if num_pos <= 0 or labels.shape[0] % num_pos:
+        raise InvalidValueError(
+            "negative labels",
+            labels.shape[0] - num_pos,
+            f"the same number of negatives for each of the {num_pos} positives",
+        )
     per_positive = labels.shape[0] // num_pos - 1
     if per_positive <= 1:
         return labels, None

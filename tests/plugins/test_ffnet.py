@@ -346,6 +346,8 @@ def test_copy_major_tiles_negatives_copy_by_copy_and_orders_them_back() -> None:
     assert [int(r) % 3 for r in order[3:]] == [0, 0, 1, 1, 2, 2]  # each its own image
     one = torch.cat((y, torch.tensor([4, 5, 6])))
     assert copy_major(one, num_pos=3) == (one, None)  # one negative each: already tiled
+    with pytest.raises(InvalidValueError, match="negative labels"):
+        copy_major(torch.arange(3 + 4), num_pos=3)  # 4 negatives for 3 positives
 
 
 @pytest.mark.parametrize("model_name", ["ffnet", "ffc"])
