@@ -43,7 +43,6 @@ from ffcore.distributed.transport import Inbox, Outbox, Skipped
 from ffcore.errors import DivergenceError, FFLibError
 from ffcore.interfaces import (
     Batch,
-    FFLayer,
     FFModel,
     NegativeSampler,
     PipelineModel,
@@ -184,12 +183,7 @@ class LayerPipeline:
             run.loss_sum = 0.0  # a resumed run's partial sum is counted once, on rank 0
         self._step = run.step
         if self.gradients is not None:  # replicas of a stage: as data parallel does
-            self.gradients.broadcast([*run.model.parameters(), *run.model.buffers()])
-            self.gradients.check_finite = run.config.on_nonfinite == "skip"
-            for module in run.model.modules():
-                if isinstance(module, FFLayer):
-                    module.check_finite = False
-            self.gradients.install(run.model, run.model.optimizers())
+            self.gradients.start(run)
 
     def stop_requests(self) -> StopRequests:
         return RankStopRequests()
