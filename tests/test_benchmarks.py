@@ -62,18 +62,10 @@ def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
     assert "| epoch | default | bp |" in result.stdout
 
 
-def _accuracy_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("accuracy", BENCHMARKS / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    accuracy = _accuracy_module()
+    accuracy = load_benchmark("accuracy")
     recipe = TrainConfig(
         model="ffc", layers=[32], epochs=10, device="cpu", model_options={"ff_epochs": 5}
     )
@@ -101,7 +93,7 @@ def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
 
 
 def test_accuracy_control_needs_a_readout() -> None:
-    accuracy = _accuracy_module()
+    accuracy = load_benchmark("accuracy")
     with pytest.raises(InvalidValueError, match=r"model.*'ffnet'.*--control"):
         accuracy.control_of(TrainConfig(model="ffnet", layers=[8]))
 
