@@ -69,7 +69,7 @@ class losses:
             "ffplugins.losses:softmax",
             description=(
                 "Cross-entropy over each sample's positive and own negatives' goodness "
-                "(scaled by alpha); best with --negatives inverse."
+                "(scaled by alpha)."
             ),
         )
 
