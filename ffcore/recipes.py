@@ -162,7 +162,7 @@ class ResolvedConfig:
         when the user named the preset: nothing to explain)."""
         if self.preset is None:
             return f"settings: FFLib's generic defaults ({self.reason})"
-        if self.reason == "dataset recipe":
+        if self.reason in ("dataset recipe", "model recipe"):
             return (
                 f"settings: the {self.preset} recipe (preset {self.preset!r}); "
                 f"--preset {PLAIN} for FFLib's generic defaults"

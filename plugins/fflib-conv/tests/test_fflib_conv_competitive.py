@@ -15,7 +15,7 @@ from ffcore import load
 from ffcore.config import TrainConfig, read_config_file
 from ffcore.errors import FFLibError, InvalidValueError
 from ffcore.interfaces import Batch, LabelScorer
-from ffcore.recipes import starting_preset
+from ffcore.recipes import resolve_config, starting_preset
 from ffcore.runs import save_run
 from ffcore.training import build_run, train
 from torch import Tensor, nn
@@ -209,3 +209,13 @@ def test_the_recipe_builds_and_trains_on_cifar_sized_images() -> None:
     loss = model.train_batch(Batch(x, y), None)  # type: ignore[arg-type]
     assert torch.isfinite(loss)
     assert model.eval().class_scores(x).shape == (8, 10)
+
+
+def test_the_run_says_it_started_from_the_model_recipe() -> None:
+    config = TrainConfig(model="ffcnn", dataset="fashion-mnist", download=False)
+    resolved = resolve_config(config)
+    assert resolved.config.model_options["objective"] == "channel-competitive"
+    assert resolved.describe() == (
+        "settings: the ffcnn-fashion-mnist recipe (preset 'ffcnn-fashion-mnist'); "
+        "--preset plain for FFLib's generic defaults"
+    )
