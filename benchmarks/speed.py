@@ -108,23 +108,31 @@ def parse_peer(text: str) -> Peer:
     return Peer(name, kind, Path(path).expanduser())
 
 
+#: For each kind of peer found on disk: what it is, the file that shows it is there, and
+#: how to get one (``{path}``: where it was looked for).
+CHECKOUTS = {
+    "loewex": (
+        "loeweX/Forward-Forward checkout",
+        "src/ff_model.py",
+        f"get one with `git clone {LOEWEX_URL} {{path}}`",
+    ),
+    "tree": (
+        "FFLib source tree",
+        "ffcore/__init__.py",
+        "check one out with `git worktree add {path} HEAD~1` (or any other commit)",
+    ),
+}
+
+
 def missing(peer: Peer) -> str | None:
     """Why ``peer`` cannot run and how to get it, or ``None`` when it can."""
-    if peer.kind == "loewex":
-        assert peer.path is not None
-        if not (peer.path / "src" / "ff_model.py").is_file():
-            return (
-                f"no loeweX/Forward-Forward checkout at {peer.path} (no src/ff_model.py): "
-                f"get one with `git clone {LOEWEX_URL} {peer.path}`"
-            )
-    if peer.kind == "tree":
-        assert peer.path is not None
-        if not (peer.path / "ffcore" / "__init__.py").is_file():
-            return (
-                f"no FFLib source tree at {peer.path} (no ffcore/__init__.py): check one out "
-                f"with `git worktree add {peer.path} HEAD~1` (or any other commit)"
-            )
-    return None
+    if peer.kind not in CHECKOUTS:
+        return None
+    what, marker, how = CHECKOUTS[peer.kind]
+    assert peer.path is not None
+    if (peer.path / marker).is_file():
+        return None
+    return f"no {what} at {peer.path} (no {marker}): {how.format(path=peer.path)}"
 
 
 def install_seed(cache: Path) -> Path:

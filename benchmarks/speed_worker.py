@@ -59,6 +59,21 @@ class Timed:
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def chunked_prediction(
+    predict_chunk: Callable[[Tensor], object], x: Tensor, device: torch.device
+) -> Timed:
+    """Predicting all of ``x`` as every implementation does: in chunks of
+    :data:`PREDICT_CHUNK`, timed until the device has finished."""
+
+    @torch.no_grad()
+    def predict() -> None:
+        for chunk in torch.split(x, PREDICT_CHUNK):
+            predict_chunk(chunk)
+        sync(device)
+
+    return Timed(predict, warmup=1)
+
+
 def timed(
     step: Callable[[], object], repeats: int, warmup: int, clock: str = "wall"
 ) -> list[float]:
@@ -156,14 +171,7 @@ def ours(
         model.to(device)
         probe = ffcore.create_probe("classifier" if name == "ffc" else "tryall")
         x, _ = data(batch, device)
-
-        @torch.no_grad()
-        def predict() -> None:
-            for chunk in torch.split(x, PREDICT_CHUNK):
-                probe.predict(model, chunk)
-            sync(device)
-
-        return Timed(predict, warmup=1)
+        return chunked_prediction(lambda chunk: probe.predict(model, chunk), x, device)
     raise SystemExit(f"unknown case {case}")
 
 
@@ -240,14 +248,7 @@ def seed(case: str, batch: int, widths: list[int], device: torch.device) -> Time
         net = FFNet(dense_layers(), device)
         probe = TryAllClasses(lambda xb, yb: net(torch.cat((xb, yb), 1)), CLASSES)
         x, _ = data(batch, device)
-
-        @torch.no_grad()
-        def predict() -> None:
-            for chunk in torch.split(x, PREDICT_CHUNK):
-                probe.predict(chunk)
-            sync(device)
-
-        return Timed(predict, warmup=1)
+        return chunked_prediction(probe.predict, x, device)
     if case in ("ffc-train", "ffc-infer"):
         from fflib.nn.ffc import FFC  # type: ignore[import-not-found]
 
@@ -255,13 +256,10 @@ def seed(case: str, batch: int, widths: list[int], device: torch.device) -> Time
         if case == "ffc-infer":
             x, _ = data(batch, device)
 
-            @torch.no_grad()
-            def infer() -> None:
-                for chunk in torch.split(x, PREDICT_CHUNK):
-                    ffc(torch.cat((chunk, torch.zeros(chunk.shape[0], CLASSES)), 1))
-                sync(device)
+            def infer(chunk: Tensor) -> object:  # with the neutral (all-zero) label
+                return ffc(torch.cat((chunk, torch.zeros(chunk.shape[0], CLASSES)), 1))
 
-            return Timed(infer, warmup=1)
+            return chunked_prediction(infer, x, device)
         x, y = data(batch * 4, device)
         following = cycling(4)
 
@@ -292,14 +290,7 @@ def seed(case: str, batch: int, widths: list[int], device: torch.device) -> Time
         if case == "ffrnn-tryall":
             probe = TryAllClasses(lambda xb, yb: rnn(xb, yb), CLASSES)
             x, _ = data(batch, device)
-
-            @torch.no_grad()
-            def rnn_predict() -> None:
-                for chunk in torch.split(x, PREDICT_CHUNK):
-                    probe.predict(chunk)
-                sync(device)
-
-            return Timed(rnn_predict, warmup=1)
+            return chunked_prediction(probe.predict, x, device)
         x, y = data(batch * 4, device)
         following = cycling(4)
 

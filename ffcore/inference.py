@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ffcore.checkpoint import load_checkpoint, require_components
 from ffcore.devices import resolve_device
 from ffcore.errors import CheckpointError, FFLibError, InvalidValueError
+from ffcore.eval_mode import eval_mode
 from ffcore.interfaces import FFModel, Preprocessing, Probe
 from ffcore.precision import autocast, check_precision
 from ffcore.registry import create_probe
@@ -210,15 +211,10 @@ class TrainedModel(nn.Module):
         batch = as_batch(inputs, self.input_shape)
         device = self.device
         results: list[Tensor] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), autocast(device, self.precision):
-                for start in range(0, batch.shape[0], self.batch_size):
-                    chunk = self.prepare(batch[start : start + self.batch_size].to(device))
-                    results.append(compute(chunk).to(inputs.device))
-        finally:
-            self.model.train(was_training)
+        with torch.no_grad(), eval_mode(self.model), autocast(device, self.precision):
+            for start in range(0, batch.shape[0], self.batch_size):
+                chunk = self.prepare(batch[start : start + self.batch_size].to(device))
+                results.append(compute(chunk).to(inputs.device))
         return torch.cat(results) if results else empty.to(inputs.device)
 
     def scores(self, x: Any) -> Tensor:

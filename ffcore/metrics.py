@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ffcore.data import iterate_batches
 from ffcore.errors import FFLibError
+from ffcore.eval_mode import eval_mode
 from ffcore.interfaces import Probe, Split
 from ffcore.precision import autocast
 
@@ -31,13 +32,10 @@ def predict_split(
     """``probe``'s predicted label for every sample of ``split``, batched as ``evaluate``."""
     if len(split) == 0:
         raise FFLibError("cannot evaluate on an empty split")
-    was_training = model.training
-    model.eval()
     parts: list[Tensor] = []
-    with autocast(split.x.device, precision):
+    with eval_mode(model), autocast(split.x.device, precision):
         for x, _ in iterate_batches(split, batch_size, shuffle=False):
             parts.append(probe.predict(model, x))
-    model.train(was_training)
     return torch.cat(parts)
 
 

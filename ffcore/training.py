@@ -25,6 +25,7 @@ from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
 from ffcore.devices import flushing_denormals, resolve_device
 from ffcore.errors import DivergenceError, FFLibError, InvalidValueError, TrainingInterrupted
+from ffcore.eval_mode import eval_mode
 from ffcore.explosion import GrowthGuard, loss_reference
 from ffcore.interfaces import (
     Batch,
@@ -69,13 +70,10 @@ def evaluate(
     """
     if len(split) == 0:
         raise FFLibError("cannot evaluate on an empty split")
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
-    with autocast(split.x.device, precision):
+    with eval_mode(model), autocast(split.x.device, precision):
         for x, y in iterate_batches(split, batch_size, shuffle=False):
             correct += (probe.predict(model, x) == y).sum()
-    model.train(was_training)
     return float(correct.item()) / len(split)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ffcore.cli.completion import complete_component
+from ffcore.cli.data_options import checkpoint_data_options
 from ffdebug import SPLITS
 
 
@@ -22,13 +23,7 @@ from ffdebug import SPLITS
     type=click.Path(file_okay=False),
     help="TensorBoard log directory to write to.",
 )
-@click.option(
-    "--dataset",
-    shell_complete=complete_component("dataset"),
-    help="Data set to trace on (default: the one it was trained on).",
-)
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
-@click.option("--download/--no-download", default=None, help="Allow downloading data.")
+@checkpoint_data_options("trace on")
 @click.option(
     "--split",
     type=click.Choice(SPLITS),

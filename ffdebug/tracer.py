@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ffcore import get_plugin_manager, hookimpl
 from ffcore.data import num_batches
 from ffcore.errors import FFLibError, InvalidValueError
+from ffcore.eval_mode import eval_mode
 from ffcore.interfaces import FFLayer
 from ffdebug import TRACER_NAME, default_trace_every
 from ffdebug.debug import ff_layers
@@ -215,9 +216,7 @@ class Tracer:
     def _evaluate(self, run: TrainingRun, packet: Packet) -> None:
         """Each layer's accuracy alone and the classifier's, on the evaluation samples."""
         model = run.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             accuracies = layer_accuracies(model, self._eval_x, self._eval_y)
             if accuracies is not None:
                 tags = [f"epoch/layer{i}_acc" for i in range(len(accuracies))]
@@ -225,8 +224,6 @@ class Tracer:
             classifier = classifier_metrics(model, self._eval_x, self._eval_y)
             if classifier is not None:
                 packet.scalars(["classifier/val_loss", "classifier/val_acc"], classifier)
-        finally:
-            model.train(was_training)
 
     @hookimpl
     def fflib_train_end(self, run: TrainingRun, metrics: dict[str, float]) -> None:

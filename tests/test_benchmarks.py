@@ -23,6 +23,20 @@ from ffcore.training import build_run, train
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def run_speed_worker(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``benchmarks/speed_worker.py`` with ``args``; the JSON timing it prints last."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "speed_worker.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    timing: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return timing
+
+
 def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
     command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--dataset", "digits"]
     options = ["--epochs", "4", "--layers", "64", "--device", "cpu", "--threads", "1"]
@@ -61,30 +75,32 @@ def test_denormals_benchmark_times_both_modes(tmp_path: Path) -> None:
 
 
 def test_speed_worker_times_an_epoch_of_the_size_asked_for() -> None:
-    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--impl", "ours"]
-    options = ["--case", "epoch-overhead", "--width", "16", "--threads", "1"]
-    timings = []
-    for samples in (256, 2048):
-        result = subprocess.run(
-            [*command, *options, "--samples", str(samples)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        timings.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    options = ["--impl", "ours", "--case", "epoch-overhead", "--width", "16", "--threads", "1"]
+    timings = [run_speed_worker(*options, "--samples", str(samples)) for samples in (256, 2048)]
     assert [timing["batches"] for timing in timings] == [2, 16]  # batches of 128
     for timing in timings:
         assert timing["epoch_seconds"] > 0 and 0 <= timing["outside_fraction"] < 1
 
 
-def load_speed() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("speed", BENCHMARKS / "speed.py")
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script, not a package) as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("speed", module)  # dataclasses look their module up there
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def load_speed() -> ModuleType:
+    return load_benchmark("speed")
+
+
+def speed_with(worker: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/speed.py`` with ``worker`` in place of the subprocess it times."""
+    speed = load_speed()
+    monkeypatch.setattr(speed, "worker", worker)
+    return speed
 
 
 #: Seconds per call the fake worker reports: (worker impl, variant or tree, precision).
@@ -154,9 +170,8 @@ def peers(speed: ModuleType) -> list[Any]:
 def test_speed_times_every_peer_beside_fflib_with_flops_and_the_ceiling(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    speed = load_speed()
     fake = FakeWorker()
-    monkeypatch.setattr(speed, "worker", fake)
+    speed = speed_with(fake, monkeypatch)
     args = speed_args(tmp_path)
     rows = speed.compare(args, peers(speed))
     assert [(r["name"], r["config"]["layers"], r["config"]["batch"]) for r in rows] == [
@@ -224,10 +239,9 @@ def test_speed_times_every_peer_beside_fflib_with_flops_and_the_ceiling(
 def test_speed_table_shows_ratios_their_round_ranges_and_the_ceiling(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    speed = load_speed()
     seed_seconds = iter([0.1, 0.3, 0.2] * 20)  # FFLib 0.3.0 slows down in round 2
     fake = FakeWorker({**FAKE_SECONDS, ("seed", None, "fp32"): lambda: next(seed_seconds)})
-    monkeypatch.setattr(speed, "worker", fake)
+    speed = speed_with(fake, monkeypatch)
     args = speed_args(tmp_path, precisions=["fp32"], cases=["ffnet-train"])
     rows = speed.compare(args, peers(speed))
     seed = rows[0]["results"]["fflib-0.3.0"]
@@ -257,8 +271,7 @@ def test_speed_table_shows_ratios_their_round_ranges_and_the_ceiling(
 def test_speed_bf16_table_shows_fp32_peers_against_fflib_at_bf16(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    speed = load_speed()
-    monkeypatch.setattr(speed, "worker", FakeWorker())
+    speed = speed_with(FakeWorker(), monkeypatch)
     args = speed_args(tmp_path, cases=["ffc-infer"])
     rows = speed.compare(args, peers(speed))
     capsys.readouterr()
@@ -387,18 +400,12 @@ def test_speed_runs_a_tree_with_the_plugins_its_own_pyproject_declares(tmp_path:
 
 
 def test_speed_worker_counts_the_ceilings_flops() -> None:
-    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--impl", "matmul"]
-    options = ["--width", "16", "--batch", "8", "--threads", "1", "--repeats", "1", "--flops"]
-    counts = {}
-    for case in ("matmul", "matmul-predict"):
-        result = subprocess.run(
-            [*command, *options, "--case", case, "--layers", "3"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        counts[case] = json.loads(result.stdout.strip().splitlines()[-1])["flops"]
+    options = ["--impl", "matmul", "--width", "16", "--batch", "8", "--threads", "1"]
+    options += ["--repeats", "1", "--flops", "--layers", "3"]
+    counts = {
+        case: run_speed_worker(*options, "--case", case)["flops"]
+        for case in ("matmul", "matmul-predict")
+    }
     products = 794 * 16 + 16 * 16 * 2  # multiply-adds per row, three layers
     assert counts["matmul"] == 2 * 2 * (2 * 8) * products  # forward and weight gradient
     assert counts["matmul-predict"] == 2 * 8 * products
@@ -456,23 +463,18 @@ def test_speed_worker_runs_loewex_as_shipped_and_without_its_extras(tmp_path: Pa
     (tmp_path / "src" / "__init__.py").write_text("")
     (tmp_path / "src" / "utils.py").write_text(FAKE_LOEWEX_UTILS)
     log = tmp_path / "options.jsonl"
-    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--impl", "loewex"]
-    options = ["--width", "8", "--layers", "3", "--threads", "1", "--repeats", "2", "--flops"]
+    options = ["--impl", "loewex", "--width", "8", "--layers", "3", "--threads", "1"]
+    options += ["--repeats", "2", "--flops"]
+    env = {**os.environ, "FAKE_LOEWEX_LOG": str(log), "PYTHONPATH": str(tmp_path)}
     flops = {}
     for case, batch, variant in (
         ("ffnet-train", 16, "shipped"),
         ("ffnet-train", 16, "ff-only"),
         ("ffc-infer", 2000, "shipped"),
     ):
-        result = subprocess.run(
-            [*command, *options, "--case", case, "--batch", str(batch), "--variant", variant],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "FAKE_LOEWEX_LOG": str(log), "PYTHONPATH": str(tmp_path)},
+        timing = run_speed_worker(
+            *options, "--case", case, "--batch", str(batch), "--variant", variant, env=env
         )
-        assert result.returncode == 0, result.stderr
-        timing = json.loads(result.stdout.strip().splitlines()[-1])
         assert len(timing["times"]) == 2
         flops[case, variant] = timing["flops"]
     built = [json.loads(line) for line in log.read_text().splitlines()]
@@ -491,14 +493,13 @@ def test_speed_worker_runs_loewex_as_shipped_and_without_its_extras(tmp_path: Pa
 def test_speed_scaling_prints_batch_width_and_epoch_tables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    speed = load_speed()
 
     def fake_worker(impl: str, case: str, batch: int, *rest: Any, **options: Any) -> Any:
         if case == "epoch-overhead":  # one second per 10,000 samples
             return {"outside_fraction": 0.01, "epoch_seconds": options["samples"] / 10_000}
         return {"median_seconds": batch / 1000, "peak_mib": 100.0}  # 1,000 samples/s
 
-    monkeypatch.setattr(speed, "worker", fake_worker)
+    speed = speed_with(fake_worker, monkeypatch)
     args = argparse.Namespace(width=2000, threads=1, device="cpu", repeats=1)
     records = speed.scaling(args)
     capsys.readouterr()  # the JSON lines
@@ -513,28 +514,14 @@ def test_speed_scaling_prints_batch_width_and_epoch_tables(
 
 
 def test_speed_worker_runs_bf16_steps_and_the_bf16_ceiling() -> None:
-    command = [sys.executable, str(BENCHMARKS / "speed_worker.py"), "--precision", "bf16"]
-    options = ["--width", "32", "--batch", "16", "--threads", "1", "--repeats", "2"]
+    options = ["--precision", "bf16", "--width", "32", "--batch", "16", "--threads", "1"]
     for impl in ("ours", "matmul"):
-        result = subprocess.run(
-            [*command, "--impl", impl, *options], capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-        timing = json.loads(result.stdout.strip().splitlines()[-1])
+        timing = run_speed_worker(*options, "--repeats", "2", "--impl", impl)
         assert len(timing["times"]) == 2 and timing["median_seconds"] > 0
 
 
-def load_scaling() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scaling", BENCHMARKS / "scaling.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("scaling", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_scaling_model_is_bounded_by_the_slowest_stage_and_the_links() -> None:
-    scaling = load_scaling()
+    scaling = load_benchmark("scaling")
     fast = 1e9  # Gbit/s: transfers cost nothing
     assert scaling.pipeline_speedup([1.0] * 4, [8.0] * 3 + [0.0], fast) == pytest.approx(4.0)
     assert scaling.pipeline_speedup([1.0, 3.0], [8.0, 0.0], fast) == pytest.approx(4 / 3)
@@ -566,11 +553,7 @@ def test_the_scaling_benchmark_times_both_layouts() -> None:
 
 
 def test_speed_worker_cpu_clock_leaves_out_time_the_process_does_not_run() -> None:
-    spec = importlib.util.spec_from_file_location("speed_worker", BENCHMARKS / "speed_worker.py")
-    assert spec is not None and spec.loader is not None
-    worker = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("speed_worker", worker)  # dataclasses look their module up there
-    spec.loader.exec_module(worker)
+    worker = load_benchmark("speed_worker")
 
     def nap() -> None:  # what another process's turn on the CPU looks like from here
         time.sleep(0.05)
@@ -582,9 +565,8 @@ def test_speed_worker_cpu_clock_leaves_out_time_the_process_does_not_run() -> No
 def test_speed_with_chosen_cases_runs_only_their_comparison(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    speed = load_speed()
     fake = FakeWorker()
-    monkeypatch.setattr(speed, "worker", fake)
+    speed = speed_with(fake, monkeypatch)
     absent = tmp_path / "absent"
     options = ["--quick", "--precisions", "fp32", "--cases", "ffc-infer"]
     speed.main([*options, "--peer", f"loewex={absent}", "--cache", str(tmp_path)])

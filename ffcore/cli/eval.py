@@ -10,6 +10,7 @@ import click
 
 from ffcore.choices import PRECISION_NAMES, SPARSITY_KINDS
 from ffcore.cli.completion import complete_component
+from ffcore.cli.data_options import checkpoint_data_options
 from ffcore.cli.json_output import json_line
 from ffcore.components import normalize_name
 
@@ -71,13 +72,7 @@ def print_stats(model: nn.Module, kinds: Sequence[str], as_json: bool) -> None:
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option(
-    "--dataset",
-    shell_complete=complete_component("dataset"),
-    help="Dataset to test on (default: the one it was trained on).",
-)
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data directory.")
-@click.option("--download/--no-download", default=None, help="Allow downloading data.")
+@checkpoint_data_options("test on")
 @click.option(
     "--probe",
     shell_complete=complete_component("probe"),

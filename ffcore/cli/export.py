@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ffcore.cli.errors import CLIError
-from ffcore.cli.predict import load_for_cli
+from ffcore.cli.predict import load_for_cli, model_summary
 
 #: Kept here as well as in :mod:`ffcore.export` so that ``ff --help`` needs no torch.
 FORMAT_CHOICES = ("safetensors", "onnx", "torchscript", "pt2")
@@ -78,13 +78,10 @@ def export_command(
         click.echo(
             json.dumps(
                 {
-                    "checkpoint": checkpoint,
-                    "model": trained.model_name,
-                    "probe": trained.probe_name,
+                    **model_summary(checkpoint, trained),
                     "format": fmt,
                     "path": str(result.path),
                     "bytes": size,
-                    "score_kind": trained.score_kind,
                     "labels_equal": result.labels_equal,
                     "max_score_difference": result.max_score_difference,
                 }

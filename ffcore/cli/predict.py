@@ -36,6 +36,16 @@ def load_for_cli(
         return load(checkpoint, device=device, probe=probe, batch_size=batch_size)
 
 
+def model_summary(checkpoint: str, trained: TrainedModel) -> dict[str, Any]:
+    """What a command's JSON says about the model it loaded, the same in every command."""
+    return {
+        "checkpoint": checkpoint,
+        "model": trained.model_name,
+        "probe": trained.probe_name,
+        "score_kind": trained.score_kind,
+    }
+
+
 def _top(scores: list[float], probabilities: list[float], classes: tuple[str, ...], k: int) -> Any:
     order = sorted(range(len(scores)), key=lambda label: -probabilities[label])[:k]
     return [
@@ -149,10 +159,7 @@ def predict_command(
         click.echo(
             json.dumps(
                 {
-                    "checkpoint": checkpoint,
-                    "model": trained.model_name,
-                    "probe": trained.probe_name,
-                    "score_kind": trained.score_kind,
+                    **model_summary(checkpoint, trained),
                     "classes": list(trained.classes),
                     "predictions": rows,
                 }

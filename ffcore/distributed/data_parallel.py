@@ -142,6 +142,20 @@ class GradientAveraging:
         self.bytes_reduced = 0
         self.seconds_reducing = 0.0
 
+    def start(self, run: TrainingRun) -> None:
+        """Same weights on every rank of the group, averaging before every optimizer step.
+
+        A rank's own loss check would skip or stop on that rank alone; the reduced
+        gradients (``skip``) and the reduced loss (the trainer's check) are the same on
+        every rank, so every rank decides alike.
+        """
+        self.broadcast([*run.model.parameters(), *run.model.buffers()])
+        self.check_finite = run.config.on_nonfinite == "skip"
+        for module in run.model.modules():
+            if isinstance(module, FFLayer):
+                module.check_finite = False
+        self.install(run.model, run.model.optimizers())
+
     def install(self, model: FFModel, optimizers: list[torch.optim.Optimizer]) -> None:
         """Hook ``optimizers`` (of ``model``), after removing any earlier hooks."""
         self.remove()
@@ -257,15 +271,7 @@ class DataParallel:
     def start(self, run: TrainingRun) -> None:
         """Same weights everywhere, gradient averaging before every optimizer step."""
         self.model, self._step = run.model, run.step
-        self.gradients.broadcast([*run.model.parameters(), *run.model.buffers()])
-        # A rank's own loss check would skip or stop on that rank alone; the reduced
-        # gradients (``skip``) and the reduced loss (the trainer's check) are the same
-        # on every rank, so every rank decides alike.
-        self.gradients.check_finite = run.config.on_nonfinite == "skip"
-        for module in run.model.modules():
-            if isinstance(module, FFLayer):
-                module.check_finite = False
-        self.gradients.install(run.model, run.model.optimizers())
+        self.gradients.start(run)
 
     def stop_requests(self) -> StopRequests:
         return RankStopRequests()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ffcore.data import iterate_batches
+from ffcore.eval_mode import eval_mode
 from ffcore.interfaces import Probe, Split
 from ffcore.precision import autocast
 
@@ -25,13 +26,8 @@ def correct_predictions(
     """How many of ``split``'s samples ``probe`` predicts right (0 for an empty split)."""
     if len(split) == 0:
         return 0
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
-    try:
-        with autocast(split.x.device, precision):
-            for x, y in iterate_batches(split, batch_size, shuffle=False):
-                correct += (probe.predict(model, x) == y).sum()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), autocast(split.x.device, precision):
+        for x, y in iterate_batches(split, batch_size, shuffle=False):
+            correct += (probe.predict(model, x) == y).sum()
     return int(correct.item())

@@ -41,9 +41,9 @@ from ffcore.distributed.faults import agree_on_failure
 from ffcore.distributed.split import balanced_split, describe_split
 from ffcore.distributed.transport import Inbox, Outbox, Skipped
 from ffcore.errors import DivergenceError, FFLibError
+from ffcore.eval_mode import eval_mode
 from ffcore.interfaces import (
     Batch,
-    FFLayer,
     FFModel,
     NegativeSampler,
     PipelineModel,
@@ -184,12 +184,7 @@ class LayerPipeline:
             run.loss_sum = 0.0  # a resumed run's partial sum is counted once, on rank 0
         self._step = run.step
         if self.gradients is not None:  # replicas of a stage: as data parallel does
-            self.gradients.broadcast([*run.model.parameters(), *run.model.buffers()])
-            self.gradients.check_finite = run.config.on_nonfinite == "skip"
-            for module in run.model.modules():
-                if isinstance(module, FFLayer):
-                    module.check_finite = False
-            self.gradients.install(run.model, run.model.optimizers())
+            self.gradients.start(run)
 
     def stop_requests(self) -> StopRequests:
         return RankStopRequests()
@@ -234,22 +229,17 @@ class LayerPipeline:
         """Accuracy on ``split``, pipelined: the last rank counts and shares it."""
         start, stop = shard_bounds(len(split), self.column, self.columns)
         share = Split(split.x[start:stop], split.y[start:stop])
-        was_training = model.training
-        model.eval()
         correct = torch.zeros((), dtype=torch.long, device=split.y.device)
-        try:
-            with autocast(split.x.device, precision):
-                for x, y in iterate_batches(share, EVAL_BATCH_SIZE, shuffle=False):
-                    received = self._receive()
-                    if isinstance(received, Skipped):
-                        raise FFLibError("a pipeline stage skipped an evaluation batch")
-                    out = self.model.score_stage(x, received, self.layers, self.readout)
-                    if self.outbox is not None:
-                        self.outbox.send(out)
-                    else:
-                        correct += (out[0].argmax(dim=1) == y).sum()
-        finally:
-            model.train(was_training)
+        with eval_mode(model), autocast(split.x.device, precision):
+            for x, y in iterate_batches(share, EVAL_BATCH_SIZE, shuffle=False):
+                received = self._receive()
+                if isinstance(received, Skipped):
+                    raise FFLibError("a pipeline stage skipped an evaluation batch")
+                out = self.model.score_stage(x, received, self.layers, self.readout)
+                if self.outbox is not None:
+                    self.outbox.send(out)
+                else:
+                    correct += (out[0].argmax(dim=1) == y).sum()
         count = sum_over_ranks(correct, self.session.control)  # the last stages' counts
         return float(count) / len(split)
 

@@ -17,7 +17,7 @@ from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
 from ffcore.interfaces.pipeline import READOUTS, PipelineModel, StageCost, StageStep
 from ffcore.interfaces.preprocessing import Preprocessing, standardization
-from ffcore.interfaces.probe import Probe
+from ffcore.interfaces.probe import Probe, ScoringProbe
 
 __all__ = [
     "READOUTS",
@@ -39,6 +39,7 @@ __all__ = [
     "PipelineModel",
     "Preprocessing",
     "Probe",
+    "ScoringProbe",
     "Split",
     "StageCost",
     "StageStep",

@@ -39,3 +39,16 @@ class Probe(ABC):
             f"probe {type(self).__name__} gives no per-label scores, only predictions: "
             "use a probe that scores labels (tryall, classifier)"
         )
+
+
+class ScoringProbe(Probe):
+    """A probe that predicts the best of its per-label scores: a subclass gives
+    :meth:`scores` (and :meth:`check`), and :meth:`predict` is their argmax, so the two
+    can never disagree."""
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        return self.scores(model, x).argmax(dim=1)
+
+    @abstractmethod
+    def scores(self, model: nn.Module, x: Tensor) -> Tensor:
+        """Per-label scores ``(B, num_classes)``, higher is better."""

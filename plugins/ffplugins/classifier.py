@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffcore.interfaces import Classifier, Probe, require
+from ffcore.interfaces import Classifier, Probe, ScoringProbe, require
 
 NEEDS = (
     "probe 'classifier' needs a model with a read-out (logits); {model} has none: "
@@ -12,7 +12,7 @@ NEEDS = (
 )
 
 
-class ClassifierProbe(Probe):
+class ClassifierProbe(ScoringProbe):
     """Predicts ``argmax`` of ``model.logits(x)`` in one forward pass (no TryAll); its
     scores are those logits."""
 
@@ -20,9 +20,6 @@ class ClassifierProbe(Probe):
 
     def check(self, model: nn.Module) -> None:
         require(model, Classifier, NEEDS)
-
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        return self.scores(model, x).argmax(dim=1)
 
     def scores(self, model: nn.Module, x: Tensor) -> Tensor:
         return require(model, Classifier, NEEDS).logits(x)

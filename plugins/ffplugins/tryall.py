@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffcore.interfaces import LabelScorer, Probe, require
+from ffcore.interfaces import LabelScorer, Probe, ScoringProbe, require
 
 NEEDS = (
     "probe 'tryall' needs a model that scores labels (goodness_per_label); {model} does not: "
@@ -12,7 +12,7 @@ NEEDS = (
 )
 
 
-class TryAll(Probe):
+class TryAll(ScoringProbe):
     """Predicts ``argmax_c goodness(x, c)`` using the model's ``goodness_per_label``.
 
     Its scores are that goodness per label (signed: higher means more positive).
@@ -22,9 +22,6 @@ class TryAll(Probe):
 
     def check(self, model: nn.Module) -> None:
         require(model, LabelScorer, NEEDS)
-
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        return self.scores(model, x).argmax(dim=1)
 
     def scores(self, model: nn.Module, x: Tensor) -> Tensor:
         return require(model, LabelScorer, NEEDS).goodness_per_label(x)

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ffcore.output import (
     stale_temporaries,
 )
 from tests.core.checkpoint_surgery import assert_one_clean_error, invoke, trained_checkpoint
+from tests.core.scripts import start_script
 from tests.core.test_cli import ff_executable
 
 TINY = ["train", "--preset", "plain", "--layers", "8", "--epochs", "1", "--device", "cpu"]
@@ -146,13 +146,7 @@ atomic_write(target, lambda f: torch.save({"data": big}, f))
 
 def test_temporaries_of_a_killed_save_are_cleaned_by_the_next_run(tmp_path: Path) -> None:
     target = tmp_path / "ckpt.pt"
-    script = tmp_path / "saver.py"
-    script.write_text(textwrap.dedent(SAVER))
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "saving"
+    process = start_script(tmp_path / "saver.py", SAVER, str(target), ready="saving")
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".ckpt.pt.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -199,14 +193,8 @@ time.sleep(120)
 
 def test_a_second_run_on_the_same_out_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "run.pt"
-    script = tmp_path / "holder.py"
-    script.write_text(textwrap.dedent(LOCK_HOLDER))
-    holder = subprocess.Popen(
-        [sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True
-    )
+    holder = start_script(tmp_path / "holder.py", LOCK_HOLDER, str(target), ready="locked")
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
         result = invoke(*TINY, "--out", str(target))
         assert_one_clean_error(
             result,

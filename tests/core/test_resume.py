@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ffcore.errors import CheckpointError, InvalidValueError, TrainingInterrupte
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.runs import resume_run, save_run
 from ffcore.training import TrainingRun, build_run, train
+from tests.core.scripts import start_script
 from tests.core.test_cli import ff_executable
 
 CONFIG = {"layers": [32, 16], "epochs": 4, "batch_size": 200, "device": "cpu", "seed": 5}
@@ -171,13 +170,7 @@ while True:
 
 def test_kill_9_during_a_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     target = tmp_path / "ckpt.pt"
-    script = tmp_path / "saver.py"
-    script.write_text(textwrap.dedent(SAVER))
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "0"  # one complete save exists
+    process = start_script(tmp_path / "saver.py", SAVER, str(target), ready="0")  # a save is done
     time.sleep(0.3)  # the next save is under way
     process.kill()
     process.wait(timeout=30)

@@ -22,6 +22,7 @@ from ffcore.interfaces import Batch, DataSplits, GoodnessFunction, Split
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.training import build_run, train
 from ffplugins.dense import FFDense
+from tests.core.checkpoint_surgery import invoke
 
 
 def test_learning_rate_100x_too_high_is_a_clear_divergence_error() -> None:
@@ -34,22 +35,8 @@ def test_learning_rate_100x_too_high_is_a_clear_divergence_error() -> None:
 
 
 def test_cli_reports_divergence_as_one_line(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--preset",
-            "plain",
-            "--layers",
-            "64",
-            "--epochs",
-            "2",
-            "--lr",
-            "1",
-            "--out",
-            str(tmp_path / "x"),
-        ],
-    )
+    options = ["--layers", "64", "--epochs", "2", "--lr", "1", "--out", str(tmp_path / "x")]
+    result = invoke("train", "--preset", "plain", *options)
     assert result.exit_code == 2
     assert "Error: training diverged" in result.output and "Traceback" not in result.output
 

@@ -12,13 +12,11 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner
 from torch import nn
 
 import ffcore
 from ffcore import training
 from ffcore.checkpoint import load_checkpoint, read_checkpoint
-from ffcore.cli.main import cli
 from ffcore.config import TrainConfig
 from ffcore.errors import InvalidValueError, TrainingInterrupted
 from ffcore.interfaces import Probe, Split
@@ -26,6 +24,7 @@ from ffcore.plugin_manager import FFPluginManager
 from ffcore.runs import resume_run, save_run
 from ffcore.selection import EpochSelection
 from ffcore.training import TrainingRun, build_run, train
+from tests.core.checkpoint_surgery import invoke
 
 SETTINGS: dict[str, Any] = {
     "preset": "plain",
@@ -34,6 +33,8 @@ SETTINGS: dict[str, Any] = {
     "device": "cpu",
     "lr_schedule": "constant",
 }
+#: ``ff train`` on a small plain net, for the tests that go through the command line.
+PLAIN = ["train", "--preset", "plain", "--layers", "16", "--device", "cpu"]
 #: Scripted validation accuracies, one per epoch: best at epoch 2, then falling.
 SCRIPT = [0.2, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1]
 
@@ -180,24 +181,8 @@ def test_resuming_a_finished_run_trains_on_from_its_last_weights(
 
 
 def test_json_summary_says_which_epoch_was_kept(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--preset",
-            "plain",
-            "--layers",
-            "16",
-            "--epochs",
-            "3",
-            "--device",
-            "cpu",
-            "--early-stop",
-            "5",
-            "-o",
-            str(tmp_path / "x.pt"),
-            "--json",
-        ],
+    result = invoke(
+        *PLAIN, "--epochs", "3", "--early-stop", "5", "-o", str(tmp_path / "x.pt"), "--json"
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -206,22 +191,5 @@ def test_json_summary_says_which_epoch_was_kept(tmp_path: Path) -> None:
     assert summary["keep"] == "best" and summary["stopped_early"] is False
     assert summary["kept_epoch"] == max(i + 1 for i, v in enumerate(history) if v == best)
     assert summary["val_acc"] == best
-    text = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "--preset",
-            "plain",
-            "--layers",
-            "16",
-            "--epochs",
-            "2",
-            "--device",
-            "cpu",
-            "--keep",
-            "last",
-            "-o",
-            str(tmp_path / "y.pt"),
-        ],
-    )
+    text = invoke(*PLAIN, "--epochs", "2", "--keep", "last", "-o", str(tmp_path / "y.pt"))
     assert "kept epoch 2 of 2 (the last)" in text.output

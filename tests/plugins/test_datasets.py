@@ -204,17 +204,6 @@ def test_mnist_default_root_is_fflib_data(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(splits.train) == TRAIN_COUNT
 
 
-@pytest.mark.parametrize(
-    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
-)
-def test_missing_files_raise_data_error_naming_directory(
-    tmp_path: Path, name: str, folder: str
-) -> None:
-    with pytest.raises(DataError) as info:
-        ffcore.load_dataset(name, root=str(tmp_path), download=False)
-    assert str(tmp_path / folder / "raw") in str(info.value)
-
-
 def test_one_missing_file_raises_data_error(tmp_path: Path) -> None:
     _write_mnist_files(tmp_path / "MNIST" / "raw", gz=True, skip=("t10k-labels-idx1-ubyte",))
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):

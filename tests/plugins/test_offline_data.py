@@ -34,12 +34,13 @@ def test_the_data_sets_own_folder_without_raw_is_found(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
 )
-def test_missing_idx_files_offline_name_the_fix_and_the_layout(
+def test_missing_idx_files_offline_name_the_directory_the_fix_and_the_layout(
     tmp_path: Path, name: str, folder: str
 ) -> None:
     with pytest.raises(DataError) as info:
         ffcore.load_dataset(name, root=str(tmp_path), download=False)
     message = str(info.value)
+    assert str(tmp_path / folder / "raw") in message
     assert OFFLINE_FIX in message and f"DIR/{folder}/raw/" in message
     assert "t10k-labels-idx1-ubyte[.gz]" in message and "download=True" not in message
 

@@ -1,0 +1,25 @@
+"""Starting a small Python script in a process of its own (to kill it, or hold a lock)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def start_script(script: Path, source: str, *args: str, ready: str) -> subprocess.Popen[str]:
+    """Write ``source`` to ``script``, run it with ``args`` and wait until the first line it
+    prints is ``ready`` (the point the test needs it to have reached)."""
+    script.write_text(textwrap.dedent(source))
+    process = subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == ready
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    return process
