@@ -23,6 +23,7 @@ from ffcore.interfaces import (
     LayerStepResult,
     NegativeSampler,
     Probe,
+    ScoringProbe,
     inputs_of,
     require,
 )
@@ -194,7 +195,7 @@ class ChannelCompetitiveCNN(FFModel):
         }
 
 
-class ClassGoodness(Probe):
+class ClassGoodness(ScoringProbe):
     """Predicts the class whose channel group has the highest goodness, summed over the
     model's read-out layers: one forward pass per image, no label tried in the input."""
 
@@ -207,9 +208,6 @@ class ClassGoodness(Probe):
 
     def check(self, model: nn.Module) -> None:
         require(model, ClassGoodnessModel, self.NEEDS)
-
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        return self.scores(model, x).argmax(dim=1)
 
     def scores(self, model: nn.Module, x: Tensor) -> Tensor:
         return require(model, ClassGoodnessModel, self.NEEDS).class_scores(x)
