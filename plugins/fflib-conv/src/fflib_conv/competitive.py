@@ -214,5 +214,8 @@ class ClassGoodness(ScoringProbe):
 
 
 def class_goodness_probe() -> Probe:
-    """Predict the class whose channel group is best, summed over the read-out layers."""
+    """Predict the class whose channel group has the most goodness, in one pass.
+
+    The goodness is summed over the model's read-out layers (``layer_range``).
+    """
     return ClassGoodness()

@@ -455,10 +455,10 @@ def ffcnn(
     ff_epochs: int | None = None,
     **layer_options: Any,
 ) -> FFCNN | ChannelCompetitiveCNN:
-    """FF conv layers, trained by ``objective``.
+    """FF conv layers: label channels and TryAll, or channel-competitive with class-goodness.
 
-    ``positive-negative`` (default): FF conv layers (then FF dense layers), the label as
-    one-hot input channels, TryAll. ``channel-competitive``: conv layers whose channel
+    ``objective``: ``positive-negative`` (default): FF conv layers (then FF dense layers),
+    the label as one-hot input channels, TryAll. ``channel-competitive``: conv layers whose channel
     groups compete for the classes (:class:`ChannelCompetitiveCNN`), no dense layers, the
     ``class-goodness`` read-out. Options left ``None`` (``dense``, ``norm``,
     ``output_norm``, ``weight_init``, ``pool_placement``) take the objective's defaults

@@ -30,8 +30,7 @@ def fflib_register_models(register: Register) -> None:
         "ffcnn",
         "fflib_conv.model:ffcnn",
         description=(
-            "FF conv layers (then FF dense layers), label as one-hot input channels, TryAll; "
-            "objective 'channel-competitive': class channel groups, class-goodness read-out."
+            "FF conv layers: label channels and TryAll, or channel-competitive with class-goodness."
         ),
         aliases=["ff-cnn"],
     )
@@ -42,10 +41,7 @@ def fflib_register_probes(register: Register) -> None:
     register(
         "class-goodness",
         "fflib_conv.competitive:class_goodness_probe",
-        description=(
-            "Channel-competitive read-out: the class whose channel group has the most "
-            "goodness, summed over the read-out layers (one pass, no label in the input)."
-        ),
+        description="Predict the class whose channel group has the most goodness, in one pass.",
         aliases=["goodness-argmax"],
     )
 
@@ -56,7 +52,6 @@ def fflib_register_presets(register: Register) -> None:
         "ffcnn-fashion-mnist",
         "fflib_conv.presets:ffcnn_fashion_mnist",
         description=(
-            "ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, BatchNorm, "
-            "shifts and mirror images, 15 epochs (about 92% on the test set)."
+            "ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 15 epochs (about 92%)."
         ),
     )
