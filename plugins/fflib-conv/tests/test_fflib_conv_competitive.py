@@ -75,7 +75,7 @@ def test_a_step_raises_the_own_class_goodness_and_keeps_the_input_detached() -> 
 
 
 def test_channels_must_split_into_the_classes() -> None:
-    with pytest.raises(InvalidValueError, match="out_channels"):
+    with pytest.raises(InvalidValueError, match=r"layers: \[10, 12\].*multiple of the 5"):
         make(layers=[10, 12])
     with pytest.raises(InvalidValueError, match="dense"):
         make(dense=[16])

@@ -123,8 +123,14 @@ class ChannelCompetitiveCNN(FFModel):
         super().__init__()
         self.input_shape = input_shape
         self.num_classes = num_classes
-        for layer in layers:
-            class_goodness(torch.zeros(1, layer.out_channels, 1, 1), num_classes)
+        widths = [layer.out_channels for layer in layers]
+        if not widths or any(width % num_classes for width in widths):
+            raise InvalidValueError(
+                "layers",
+                widths,
+                f"one or more channel counts, each a multiple of the {num_classes} classes "
+                "(one channel group per class)",
+            )
         self.layers = nn.ModuleList(layers)
         self.layer_range = parse_layer_range(layer_range, len(self.layers))
         self.augmentation = Augmentation.parse(augment)

@@ -160,8 +160,8 @@ class FFConv2d(FFLayer):
         self.act = ACTIVATIONS[activation]()
         self.pool: nn.Module = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
         self.input_pool: nn.Module = nn.MaxPool2d(input_pool) if input_pool > 1 else nn.Identity()
-        # BatchNorm's eps is larger than PyTorch's default: channels of a ReLU output can
-        # be silent for a whole batch, and 1e-5 then divides noise by almost nothing.
+        # BatchNorm's eps is 1e-4, as in CwComp's setup, not PyTorch's 1e-5: it bounds the
+        # gain a channel of the ReLU output that is nearly silent over a batch receives.
         self.bn: nn.Module = (
             nn.BatchNorm2d(out_channels, eps=1e-4, device=device, dtype=dtype)
             if self.output_norm == "batch"
