@@ -10,6 +10,7 @@ import torch
 from ffcore import load
 from ffcore.config import TrainConfig
 from ffcore.export import export_model, run_exported
+from ffcore.inference import TrainedModel
 from ffcore.registry import load_dataset
 from ffcore.runs import save_run
 from ffcore.training import build_run, train
@@ -35,19 +36,24 @@ def raw_inputs(count: int) -> torch.Tensor:
     return data.test.x[:count] * std + mean
 
 
+def assert_graph_equals_predict(path: Path, fmt: str, trained: TrainedModel, count: int) -> None:
+    """The exported graph's labels are ``predict``'s and its scores ``scores``' values."""
+    x = raw_inputs(count)
+    outputs = run_exported(path, fmt, x)
+    assert outputs is not None
+    scores, labels = outputs
+    assert torch.equal(labels.long(), trained.predict(x))
+    expected = trained.scores(x)
+    tolerance = 1e-5 * float(expected.abs().max())
+    assert torch.allclose(scores.detach().float(), expected, rtol=1e-4, atol=tolerance)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
 def test_ffcnn_graphs_equal_predict(fmt: str, checkpoint: Path, tmp_path: Path) -> None:
     trained = load(checkpoint)
     path = export_model(trained, fmt, tmp_path / f"ffcnn.{fmt}", check=False).path
     for count in (1, 33):
-        x = raw_inputs(count)
-        outputs = run_exported(path, fmt, x)
-        assert outputs is not None
-        scores, labels = outputs
-        assert torch.equal(labels.long(), trained.predict(x))
-        expected = trained.scores(x)
-        tolerance = 1e-5 * float(expected.abs().max())
-        assert torch.allclose(scores.detach().float(), expected, rtol=1e-4, atol=tolerance)
+        assert_graph_equals_predict(path, fmt, trained, count)
 
 
 def test_ffcnn_safetensors_round_trip(checkpoint: Path, tmp_path: Path) -> None:
@@ -81,14 +87,7 @@ def test_channel_competitive_graph_equals_predict(
     trained = load(competitive_checkpoint)
     assert trained.probe_name == "class-goodness"  # the model's default probe
     path = export_model(trained, fmt, tmp_path / f"cw.{fmt}", check=False).path
-    x = raw_inputs(33)
-    outputs = run_exported(path, fmt, x)
-    assert outputs is not None
-    scores, labels = outputs
-    assert torch.equal(labels.long(), trained.predict(x))
-    expected = trained.scores(x)
-    tolerance = 1e-5 * float(expected.abs().max())
-    assert torch.allclose(scores.detach().float(), expected, rtol=1e-4, atol=tolerance)
+    assert_graph_equals_predict(path, fmt, trained, 33)
 
 
 def test_channel_competitive_safetensors_round_trip(

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-from ffcore.errors import DivergenceError, InvalidValueError
+from ffcore.errors import InvalidValueError
 from ffcore.interfaces import (
     Batch,
     FFModel,
@@ -66,20 +66,8 @@ def competitive_step(layer: FFConv2d, x: Tensor, y: Tensor, num_classes: int) ->
     h = layer(x)
     goodness = class_goodness(h, num_classes)
     loss = competitive_loss(goodness, y)
-    if layer.check_finite and not bool(torch.isfinite(loss)):
-        raise DivergenceError(
-            f"non-finite loss {float(loss.detach())} in {type(layer).__name__}", layer=layer
-        )
-    layer.optimizer.zero_grad(set_to_none=True)
-    torch.autograd.backward(loss)
-    layer.optimizer.step()
-    h = h.detach()
     own = goodness.detach().gather(1, y.view(-1, 1)).squeeze(1)
-    result = LayerStepResult(h=h, g=own, num_pos=h.shape[0], loss=loss.detach())
-    layer._last_positive = h
-    if layer._observer is not None:
-        layer._observer.layer_trained(layer._index, layer, result)
-    return result
+    return layer.step_on(loss, h, own, h.shape[0])
 
 
 @runtime_checkable
