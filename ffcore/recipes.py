@@ -104,19 +104,24 @@ def choose_preset(given: Mapping[str, Any]) -> StartingPoint:
     """The preset under the settings a user ``given`` (already merged).
 
     1. A preset named by ``given["preset"]`` is used as it is.
-    2. Otherwise the data set's recipe (a preset named like the data set, default
+    2. Otherwise, when a model is chosen, its recipe for the data set: a preset named
+       ``<model>-<data set>`` (``ffcnn-fashion-mnist``), if one is registered.
+    3. Otherwise the data set's recipe (a preset named like the data set, default
        ``digits``), unless the user chose a different model than the recipe's.
-    3. Otherwise none: FFLib's generic defaults.
+    4. Otherwise none: FFLib's generic defaults.
     """
     registry = get_plugin_manager().registry("preset")
     named = given.get("preset")
     if named is not None:
         return StartingPoint(named, _preset(named), "named")
     dataset = _canonical("dataset", given.get("dataset") or TrainConfig.dataset)
+    model = given.get("model")
+    specific = None if model is None else f"{_canonical('model', model)}-{dataset}"
+    if specific is not None and specific in registry:
+        return StartingPoint(specific, {**_preset(specific), "preset": specific}, "model recipe")
     if dataset not in registry:
         return StartingPoint(None, {}, f"no recipe for data set {dataset!r}")
     recipe = _preset(dataset)
-    model = given.get("model")
     recipe_model = recipe.get("model", TrainConfig.model)
     if model is not None and _canonical("model", model) != _canonical("model", recipe_model):
         return StartingPoint(
@@ -157,7 +162,7 @@ class ResolvedConfig:
         when the user named the preset: nothing to explain)."""
         if self.preset is None:
             return f"settings: FFLib's generic defaults ({self.reason})"
-        if self.reason == "dataset recipe":
+        if self.reason in ("dataset recipe", "model recipe"):
             return (
                 f"settings: the {self.preset} recipe (preset {self.preset!r}); "
                 f"--preset {PLAIN} for FFLib's generic defaults"

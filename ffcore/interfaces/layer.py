@@ -266,6 +266,18 @@ class FFLayer(nn.Module, ABC):
         extra = self.extra_loss(h, num_pos)
         if extra is not None:
             loss = loss + extra
+        return self.step_on(loss, h, g, num_pos)
+
+    def step_on(self, loss: Tensor, h: Tensor, g: Tensor, num_pos: int) -> LayerStepResult:
+        """Take the optimizer step for ``loss``, computed from this layer's activations
+        ``h`` (the first ``num_pos`` rows positive) and their goodness ``g``.
+
+        What every local objective shares once its loss is known: the non-finite check
+        (when ``check_finite``, before any weight changes), backward, step, the ``alive``
+        flag and the observer's report. :meth:`update` calls it with the FF loss; a layer
+        trained on another local loss (e.g. a channel-wise competitive one) calls it
+        with its own.
+        """
         if self.check_finite and not bool(torch.isfinite(loss)):
             raise DivergenceError(
                 f"non-finite loss {float(loss.detach())} in {type(self).__name__}", layer=self

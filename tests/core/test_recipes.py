@@ -14,6 +14,7 @@ from ffcore.cli.main import cli
 from ffcore.config import build_config, read_config_file
 from ffcore.errors import UnknownComponentError
 from ffcore.interfaces import Batch
+from ffcore.plugin_manager import FFPluginManager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.training import build_run, train
 from ffplugins.dense import FFDense
@@ -66,6 +67,28 @@ def test_another_model_than_the_recipes_gets_the_generic_defaults() -> None:
     start = starting_preset({}, {"dataset": "digits", "model": "ffnet"})
     assert start.name is None and start.settings == {}
     assert "'ffc'" in start.reason and "'ffnet'" in start.reason
+
+
+def test_a_models_recipe_for_the_data_set_wins_when_that_model_is_chosen(
+    manager: FFPluginManager,
+) -> None:
+    class Recipes:
+        @staticmethod
+        @ffcore.hookimpl
+        def fflib_register_presets(register: ffcore.hookspecs.Register) -> None:
+            register("ffnet-digits", lambda: {"model": "ffnet", "layers": [64]})
+            register("ffnet-xor", lambda: {"model": "ffnet", "layers": [8]})
+
+    manager.register(Recipes, name="recipes")
+    start = starting_preset({}, {"dataset": "digits", "model": "ffnet"})
+    assert (start.name, start.reason) == ("ffnet-digits", "model recipe")
+    assert start.settings == {"model": "ffnet", "layers": [64], "preset": "ffnet-digits"}
+    assert starting_preset({}, {"dataset": "xor", "model": "ffnet"}).name == "ffnet-xor"
+    assert starting_preset({}, {"dataset": "digits"}).name == "digits"  # no model chosen
+    assert starting_preset({}, {"dataset": "digits", "model": "ffc"}).name == "digits"
+    assert starting_preset({}, {"dataset": "digits", "model": "ffnet", "preset": "plain"}).name == (
+        "plain"
+    )
 
 
 def test_a_data_set_without_a_recipe_gets_the_generic_defaults() -> None:

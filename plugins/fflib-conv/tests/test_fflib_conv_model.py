@@ -156,6 +156,12 @@ def test_schedules() -> None:
         ({"lr": 0}, "lr"),
         ({"dense_lr": -1.0}, "dense_lr"),
         ({"classifier_lr": "fast"}, "classifier_lr"),
+        ({"objective": "contrastive"}, "objective"),
+        ({"pool_placement": "before"}, "pool_placement"),
+        ({"output_norm": "layer"}, "output_norm"),
+        ({"weight_init": "xavier"}, "weight_init"),
+        ({"augment": "rotate"}, "augment"),
+        ({"weight_decay": -0.1}, "weight_decay"),
     ],
 )
 def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None:
@@ -225,3 +231,32 @@ def test_first_dense_layer_reads_the_label_code() -> None:
     dense = without.layers[2]
     assert isinstance(dense, FFLayer)
     assert sum(p.numel() for p in dense.parameters()) == 6 * 2 * 2 * 12 + 12
+
+
+def test_next_input_pooling_lets_the_goodness_see_the_full_map() -> None:
+    model = make(pool_placement="next-input", pool=[2, 1])
+    first, second = model.layers[0], model.layers[1]
+    assert isinstance(first, FFConv2d) and isinstance(second, FFConv2d)
+    assert (first.pool_size, first.input_pool_size) == (1, 1)
+    assert (second.pool_size, second.input_pool_size) == (1, 2)
+    activations = model(torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]))
+    assert activations[0].shape == (3, 4, 8, 8) and activations[1].shape == (3, 6, 4, 4)
+    x = torch.randn(4, 1, 8, 8)
+    scores = model.goodness_per_label(x)  # the first layer's shared-work path pools too
+    for label in range(5):
+        y = torch.full((4,), label)
+        assert torch.allclose(scores[:, label], model.goodness(x, y), atol=1e-5)
+
+
+def test_batch_norm_layers_train_and_use_running_statistics_in_eval() -> None:
+    model = make(output_norm="batch", weight_init="kaiming", weight_decay=0.01)
+    layer = model.layers[0]
+    assert isinstance(layer, FFConv2d) and isinstance(layer.bn, torch.nn.BatchNorm2d)
+    assert layer.optimizer.param_groups[0]["weight_decay"] == 0.01
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 5, (16,))
+    model.train_batch(Batch(x, y), ffcore.create_negatives("random"))
+    tracked = layer.bn.num_batches_tracked
+    assert tracked is not None and tracked.item() > 0
+    model.eval()
+    one = model.goodness_per_label(x[:1])
+    assert torch.allclose(one, model.goodness_per_label(x)[:1], atol=1e-5)  # no batch stats

@@ -46,6 +46,15 @@ TINY = [
 ]
 
 
+#: What the plugin registers, by kind.
+COMPONENTS = {
+    "layer": ["ffconv2d"],
+    "model": ["ffcnn"],
+    "preset": ["ffcnn-fashion-mnist"],
+    "probe": ["class-goodness"],
+}
+
+
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
@@ -58,7 +67,7 @@ def test_registered_through_its_real_entry_point() -> None:
     assert info is not None and info.error is None
     assert (info.distribution, info.version, info.builtin) == (DISTRIBUTION, "0.1.0", False)
     assert info.version == fflib_conv.__version__ == metadata.version(DISTRIBUTION)
-    assert info.components == {"layer": ["ffconv2d"], "model": ["ffcnn"]}
+    assert info.components == COMPONENTS
     assert ffcore.get_component("model", "ff_cnn").plugin == PLUGIN
     assert "ffconv2d" in ffcore.list_layers() and "ffcnn" in ffcore.list_models()
 
@@ -70,7 +79,7 @@ def test_list_plugins_shows_it_with_version_and_components() -> None:
     assert "  model      ffcnn (alias ff-cnn): FF conv layers" in text
     listed = {p["name"]: p for p in json.loads(invoke("list-plugins", "--json").output)}
     assert listed[PLUGIN]["distribution"] == DISTRIBUTION
-    assert listed[PLUGIN]["components"] == {"layer": ["ffconv2d"], "model": ["ffcnn"]}
+    assert listed[PLUGIN]["components"] == COMPONENTS
 
 
 def test_ff_train_writes_a_checkpoint_that_ff_eval_retests(tmp_path: Path) -> None:

@@ -16,11 +16,16 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fflib_conv.augment import Augmentation
+    from fflib_conv.competitive import ChannelCompetitiveCNN, ClassGoodness
     from fflib_conv.layer import FFConv2d, PositionGoodness, ffconv2d
     from fflib_conv.model import FFCNN, ffcnn
 
 #: Where each public name lives; its module is imported the first time it is used.
 _HOMES = {
+    "Augmentation": "fflib_conv.augment",
+    "ChannelCompetitiveCNN": "fflib_conv.competitive",
+    "ClassGoodness": "fflib_conv.competitive",
     "FFConv2d": "fflib_conv.layer",
     "PositionGoodness": "fflib_conv.layer",
     "ffconv2d": "fflib_conv.layer",
@@ -33,7 +38,17 @@ try:
 except metadata.PackageNotFoundError:  # imported from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["FFCNN", "FFConv2d", "PositionGoodness", "__version__", "ffcnn", "ffconv2d"]
+__all__ = [
+    "FFCNN",
+    "Augmentation",
+    "ChannelCompetitiveCNN",
+    "ClassGoodness",
+    "FFConv2d",
+    "PositionGoodness",
+    "__version__",
+    "ffcnn",
+    "ffconv2d",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,15 +34,22 @@ NORM_OVER = ("channels", "sample")
 #: How per-position goodness becomes one number per sample.
 REDUCTIONS = ("mean", "sum")
 PADDINGS = ("same", "valid")
+#: Normalisations of the layer's output: ``batch`` (BatchNorm over the batch and positions
+#: of each channel, what channel-competitive FF trains on) or ``none``.
+OUTPUT_NORMS = ("none", "batch")
+#: Initialisations of the convolution's weights: PyTorch's ``default``, or ``kaiming``
+#: (normal, fan-out, for ReLU), which keeps a stack of BatchNorm'd ReLU blocks in scale.
+WEIGHT_INITS = ("default", "kaiming")
 
 
 def conv_output_size(
-    size: Sequence[int], kernel_size: int, padding: str, pool: int
+    size: Sequence[int], kernel_size: int, padding: str, pool: int, input_pool: int = 1
 ) -> tuple[int, int] | None:
-    """``(H, W)`` after a stride-1 convolution and a ``pool`` max-pool; ``None`` if empty."""
+    """``(H, W)`` after an ``input_pool`` max-pool, a stride-1 convolution and a ``pool``
+    max-pool; ``None`` if empty."""
     shrink = 0 if padding == "same" else kernel_size - 1
-    height = (size[0] - shrink) // pool
-    width = (size[1] - shrink) // pool
+    height = (size[0] // input_pool - shrink) // pool
+    width = (size[1] // input_pool - shrink) // pool
     return (height, width) if height >= 1 and width >= 1 else None
 
 
@@ -82,12 +89,19 @@ class FFConv2d(FFLayer):
         kernel_size: side of the square kernel.
         padding: ``same`` (default; output as large as the input) or ``valid``.
         pool: side of the max-pool window (and its stride) after the activation; 1: none.
+        input_pool: side of a max-pool of the detached input before the convolution; 1:
+            none. Pooling there instead of after the activation lets the goodness see the
+            full-resolution output (as channel-competitive FF does).
         activation: ``relu`` (default), ``gelu``, ``leaky-relu``, ``tanh``, ``sigmoid``,
             ``identity``.
         norm: ``rms`` (default), ``l2`` or ``none``.
         norm_over: ``channels`` (default) or ``sample``.
         goodness_reduce: ``mean`` (default) or ``sum`` of the goodness over the output
             positions.
+        output_norm: ``none`` (default) or ``batch``: BatchNorm of the output (after the
+            activation and pool), whose result is both the goodness' input and what the
+            next layer reads; its running statistics serve in ``eval()`` mode.
+        weight_init: ``default`` (PyTorch's) or ``kaiming`` (normal, fan-out, ReLU gain).
         input_size: ``(H, W)`` of the input; needed for the default threshold of summed
             goodness, and checked on every input when given.
         objective: :class:`~ffcore.interfaces.Objective` (or its fields one by one); its
@@ -103,11 +117,14 @@ class FFConv2d(FFLayer):
         *,
         padding: str = "same",
         pool: int = 1,
+        input_pool: int = 1,
         bias: bool = True,
         activation: str = "relu",
         norm: str = "rms",
         norm_over: str = "channels",
         goodness_reduce: str = "mean",
+        output_norm: str = "none",
+        weight_init: str = "default",
         input_size: Sequence[int] | None = None,
         eps: float = 1e-8,
         device: torch.device | str | None = None,
@@ -121,6 +138,9 @@ class FFConv2d(FFLayer):
         self.kernel_size = positive_int("kernel_size", kernel_size)
         self.padding = choice("padding", padding, PADDINGS)
         self.pool_size = positive_int("pool", pool)
+        self.input_pool_size = positive_int("input_pool", input_pool)
+        self.output_norm = choice("output_norm", output_norm, OUTPUT_NORMS)
+        self.weight_init = choice("weight_init", weight_init, WEIGHT_INITS)
         self.activation_name = choice("activation", activation, ACTIVATIONS)
         self.norm = choice("norm", norm, NORMS)
         self.norm_over = choice("norm_over", norm_over, NORM_OVER)
@@ -135,8 +155,18 @@ class FFConv2d(FFLayer):
             device=device,
             dtype=dtype,
         )
+        if self.weight_init == "kaiming":
+            nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
         self.act = ACTIVATIONS[activation]()
         self.pool: nn.Module = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
+        self.input_pool: nn.Module = nn.MaxPool2d(input_pool) if input_pool > 1 else nn.Identity()
+        # BatchNorm's eps is 1e-4, as in CwComp's setup, not PyTorch's 1e-5: it bounds the
+        # gain a channel of the ReLU output that is nearly silent over a batch receives.
+        self.bn: nn.Module = (
+            nn.BatchNorm2d(out_channels, eps=1e-4, device=device, dtype=dtype)
+            if self.output_norm == "batch"
+            else nn.Identity()
+        )
         self.eps = eps
         objective = Objective.of(objective, **options)
         positions = 1  # the default threshold covers each summed position's goodness
@@ -179,7 +209,9 @@ class FFConv2d(FFLayer):
 
     def output_size(self, size: Sequence[int]) -> tuple[int, int] | None:
         """``(H, W)`` of the output for an input of ``size``, or ``None`` if it vanishes."""
-        return conv_output_size(size, self.kernel_size, self.padding, self.pool_size)
+        return conv_output_size(
+            size, self.kernel_size, self.padding, self.pool_size, self.input_pool_size
+        )
 
     def check_input(self, x: Tensor, channels: int | None = None) -> None:
         """Fail clearly on an input that is not ``(B, in_channels, H, W)``."""
@@ -224,8 +256,8 @@ class FFConv2d(FFLayer):
         """
         x = x.detach()
         self.check_input(x)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return x * self.input_scale(x)
+        x = self.input_pool(x.contiguous(memory_format=torch.channels_last))
+        return x if self.norm == "none" else x * self.input_scale(x)
 
     def activate(self, pre: Tensor) -> Tensor:
         """Activation and max-pooling of the convolution's output.
@@ -238,7 +270,8 @@ class FFConv2d(FFLayer):
             h = self.act(self.pool(pre))
         else:
             h = self.pool(self.act(pre))
-        return h
+        normed: Tensor = self.bn(h)
+        return normed
 
     def forward(self, x: Tensor) -> Tensor:
         return self.activate(self.conv(self.normalize(x)))
@@ -276,6 +309,9 @@ class FFConv2d(FFLayer):
             )
             h: Tensor = self(full)
             return h
+        # Constant code planes are unchanged by the input's max-pool: pool the image alone.
+        x = self.input_pool(x)
+        height, width = x.shape[2], x.shape[3]
         # The normalisation map with the code's squares added: the same for every code.
         if self.norm == "none":
             scale = x.new_ones(batch, 1, height, width)
@@ -307,7 +343,8 @@ class FFConv2d(FFLayer):
         direction = "maximise" if self.maximise else "minimise"
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"padding={self.padding}, pool={self.pool_size}, activation={self.activation_name}, "
+            f"padding={self.padding}, input_pool={self.input_pool_size}, pool={self.pool_size}, "
+            f"output_norm={self.output_norm}, activation={self.activation_name}, "
             f"norm={self.norm} over {self.norm_over}, goodness {self.goodness_reduce} over "
             f"positions, threshold={self.threshold:g}, {direction}"
         )

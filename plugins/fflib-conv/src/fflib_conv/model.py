@@ -24,6 +24,7 @@ from ffcore.layers import (
     choice,
     int_list,
     non_negative_int,
+    number,
     parse_layer_range,
     positive_int,
     positive_number,
@@ -32,6 +33,8 @@ from ffcore.layers import (
 from ffcore.optim import check_lr, make_optimizer
 from torch import Tensor, nn
 
+from fflib_conv.augment import Augmentation
+from fflib_conv.competitive import ChannelCompetitiveCNN
 from fflib_conv.layer import NORM_OVER, PADDINGS, FFConv2d, conv_output_size, ffconv2d
 
 SCHEDULES = ("joint", "two-phase")
@@ -93,6 +96,7 @@ class FFCNN(FFModel):
         optimizer: str = "adam",
         schedule: str = "joint",
         ff_epochs: int | None = None,
+        augment: str | None = None,
     ) -> None:
         super().__init__()
         if not convs:
@@ -126,6 +130,8 @@ class FFCNN(FFModel):
         #: What the current epoch trains: "ff", "classifier" or "both".
         self.phase = "both" if schedule == "joint" else "ff"
         self.register_buffer("label_codes", torch.eye(num_classes) * self.label_scale, False)
+        #: The augmentation of training batches (see :class:`Augmentation`).
+        self.augmentation = Augmentation.parse(augment)
 
     # --- inputs -----------------------------------------------------------------------
 
@@ -219,6 +225,8 @@ class FFCNN(FFModel):
         return total
 
     def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
+        if self.training and self.augmentation:
+            batch = Batch(self.augmentation(self.image(batch.x)), batch.y)
         total = torch.zeros((), device=batch.x.device)
         if self.phase in ("ff", "both"):
             total = total + self.train_ff(batch, negatives)
@@ -328,55 +336,67 @@ class FFCNN(FFModel):
         }
 
 
-def ffcnn(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    *,
-    layers: Sequence[int] = (32, 64),
-    kernel_size: int | Sequence[int] = 3,
-    padding: str = "same",
-    pool: int | Sequence[int] = 2,
-    norm_over: str = "channels",
-    input_norm_over: str = "sample",
-    goodness_reduce: str = "mean",
-    dense: Sequence[int] = (100,),
-    dense_layer: str = "ffdense",
-    dense_lr: float = 1e-3,
-    optimizer: str = "adam",
-    layer_range: Sequence[int] | str | None = None,
-    label_scale: float = 1.0,
-    dense_label: bool = True,
-    classifier_lr: float = 1e-3,
-    schedule: str = "joint",
-    ff_epochs: int | None = None,
-    **layer_options: Any,
-) -> FFCNN:
-    """FF conv layers (then FF dense layers), label as one-hot input channels, TryAll.
+#: What the conv layers learn: ``positive-negative`` (goodness of positive data up and of
+#: negative data down, the label as input channels, TryAll) or ``channel-competitive``
+#: (each class owns a group of channels; see :mod:`fflib_conv.competitive`).
+OBJECTIVES = ("positive-negative", "channel-competitive")
+#: Where a layer's ``pool`` applies: on its own output (its goodness sees the pooled map)
+#: or on the next layer's input (its goodness sees the full map, as CwComp does).
+POOL_PLACEMENTS = ("output", "next-input")
 
-    ``optimizer`` serves every layer and the classifier; the dense layers learn at
-    ``dense_lr``; every other option (``activation``, ``goodness``, ``lr``...) goes to
-    each layer.
+#: Per-objective defaults of the options given as ``None``: what each objective trains
+#: best with (channel-competitive layers read BatchNorm'd outputs, not RMS-normalised
+#: inputs, and have no dense layers).
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "positive-negative": {
+        "dense": (100,),
+        "norm": "rms",
+        "output_norm": "none",
+        "weight_init": "default",
+        "pool_placement": "output",
+    },
+    "channel-competitive": {
+        "dense": (),
+        "norm": "none",
+        "output_norm": "batch",
+        "weight_init": "kaiming",
+        "pool_placement": "next-input",
+    },
+}
+
+
+def build_convs(
+    in_channels: int,
+    size: tuple[int, int],
+    widths: Sequence[int],
+    kernels: Sequence[int],
+    pools: Sequence[int],
+    *,
+    padding: str,
+    pool_placement: str,
+    first_norm_over: str,
+    norm_over: str,
+    **layer_options: Any,
+) -> tuple[list[FFConv2d], tuple[int, int]]:
+    """The conv layers and the ``(H, W)`` of the last one's output.
+
+    With ``pool_placement="next-input"`` layer ``i``'s pool is the max-pool at the start
+    of layer ``i + 1``; the last layer's pool is then unused (no layer reads it).
     """
-    channels, height, width = image_shape(input_shape)
-    widths = int_list("layers", layers, expected="a non-empty list of positive channel counts")
-    expected = "a list of positive widths (may be empty)"
-    dense = int_list("dense", dense, allow_empty=True, expected=expected)
-    kernels = per_layer("kernel_size", kernel_size, len(widths))
-    pools = per_layer("pool", pool, len(widths))
-    choice("padding", padding, PADDINGS)
-    choice("input_norm_over", input_norm_over, NORM_OVER)
-    check_lr(dense_lr, "dense_lr")
-    layer_options["optimizer"] = optimizer
     convs: list[FFConv2d] = []
-    in_channels, size = channels + num_classes, (height, width)
+    height, width = size
     for index, (out_channels, kernel, window) in enumerate(
         zip(widths, kernels, pools, strict=True)
     ):
-        out_size = conv_output_size(size, kernel, padding, window)
+        if pool_placement == "output":
+            pool, input_pool = window, 1
+        else:
+            pool, input_pool = 1, pools[index - 1] if index > 0 else 1
+        out_size = conv_output_size(size, kernel, padding, pool, input_pool)
         if out_size is None:
             raise InvalidValueError(
                 "layers",
-                list(layers),
+                list(widths),
                 f"conv layers that keep the {height}x{width} input at least 1x1 "
                 f"(layer {index} gets {size[0]}x{size[1]}; use fewer layers, smaller pools "
                 "or padding 'same')",
@@ -387,27 +407,137 @@ def ffcnn(
                 out_channels,
                 kernel_size=kernel,
                 padding=padding,
-                pool=window,
-                norm_over=input_norm_over if index == 0 else norm_over,
-                goodness_reduce=goodness_reduce,
+                pool=pool,
+                input_pool=input_pool,
+                norm_over=first_norm_over if index == 0 else norm_over,
                 input_size=size,
                 **layer_options,
             )
         )
         in_channels, size = out_channels, out_size
-    features = in_channels * size[0] * size[1] + (num_classes if dense_label is True else 0)
+    return convs, size
+
+
+def set_weight_decay(layers: Sequence[FFLayer], weight_decay: float) -> None:
+    """Give every layer's optimizer ``weight_decay`` (decoupled for ``adamw``)."""
+    for layer in layers:
+        for group in layer.optimizer.param_groups:
+            group["weight_decay"] = weight_decay
+
+
+def ffcnn(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    objective: str = "positive-negative",
+    layers: Sequence[int] = (32, 64),
+    kernel_size: int | Sequence[int] = 3,
+    padding: str = "same",
+    pool: int | Sequence[int] = 2,
+    pool_placement: str | None = None,
+    norm: str | None = None,
+    norm_over: str = "channels",
+    input_norm_over: str = "sample",
+    output_norm: str | None = None,
+    weight_init: str | None = None,
+    goodness_reduce: str = "mean",
+    dense: Sequence[int] | None = None,
+    dense_layer: str = "ffdense",
+    dense_lr: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float | None = None,
+    layer_range: Sequence[int] | str | None = None,
+    augment: str | None = None,
+    label_scale: float = 1.0,
+    dense_label: bool = True,
+    classifier_lr: float = 1e-3,
+    schedule: str = "joint",
+    ff_epochs: int | None = None,
+    **layer_options: Any,
+) -> FFCNN | ChannelCompetitiveCNN:
+    """FF conv layers: label channels and TryAll, or channel-competitive with class-goodness.
+
+    ``objective``: ``positive-negative`` (default): FF conv layers (then FF dense layers),
+    the label as one-hot input channels, TryAll. ``channel-competitive``: conv layers whose channel
+    groups compete for the classes (:class:`ChannelCompetitiveCNN`), no dense layers, the
+    ``class-goodness`` read-out. Options left ``None`` (``dense``, ``norm``,
+    ``output_norm``, ``weight_init``, ``pool_placement``) take the objective's defaults
+    (:data:`OBJECTIVE_DEFAULTS`). ``augment`` (``"crop2,flip"``) augments training
+    batches only. ``optimizer`` and ``weight_decay`` (``None``: the optimizer's own)
+    serve every layer and the classifier; the dense layers learn at ``dense_lr``; every
+    other option (``activation``, ``goodness``, ``lr``...) goes to each layer. The
+    label, dense and classifier options apply to ``positive-negative`` only.
+    """
+    objective = choice("objective", objective, OBJECTIVES)
+    defaults = OBJECTIVE_DEFAULTS[objective]
+    channels, height, width = image_shape(input_shape)
+    widths = int_list("layers", layers, expected="a non-empty list of positive channel counts")
+    expected = "a list of positive widths (may be empty)"
+    dense = int_list(
+        "dense", defaults["dense"] if dense is None else dense, allow_empty=True, expected=expected
+    )
+    kernels = per_layer("kernel_size", kernel_size, len(widths))
+    pools = per_layer("pool", pool, len(widths))
+    choice("padding", padding, PADDINGS)
+    choice("input_norm_over", input_norm_over, NORM_OVER)
+    placement = choice(
+        "pool_placement",
+        defaults["pool_placement"] if pool_placement is None else pool_placement,
+        POOL_PLACEMENTS,
+    )
+    Augmentation.parse(augment)
+    if weight_decay is not None:
+        number("weight_decay", weight_decay, low=0, expected="a non-negative number or None")
+    check_lr(dense_lr, "dense_lr")
+    layer_options["optimizer"] = optimizer
+    layer_options["norm"] = defaults["norm"] if norm is None else norm
+    layer_options["output_norm"] = defaults["output_norm"] if output_norm is None else output_norm
+    layer_options["weight_init"] = defaults["weight_init"] if weight_init is None else weight_init
+    image_channels = channels if objective == "channel-competitive" else channels + num_classes
+    convs, size = build_convs(
+        image_channels,
+        (height, width),
+        widths,
+        kernels,
+        pools,
+        padding=padding,
+        pool_placement=placement,
+        first_norm_over=input_norm_over,
+        norm_over=norm_over,
+        goodness_reduce=goodness_reduce,
+        **layer_options,
+    )
+    if objective == "channel-competitive":
+        if dense:
+            raise InvalidValueError(
+                "dense", dense, "[] for objective 'channel-competitive' (conv layers only)"
+            )
+        if weight_decay is not None:
+            set_weight_decay(convs, weight_decay)
+        return ChannelCompetitiveCNN(
+            convs,
+            (channels, height, width),
+            num_classes,
+            layer_range=layer_range,
+            augment=augment,
+        )
+    features = convs[-1].out_channels * size[0] * size[1]
+    features += num_classes if dense_label is True else 0
     dense_layers: list[FFLayer] = []
+    dense_options = {
+        k: v for k, v in layer_options.items() if k not in ("output_norm", "weight_init")
+    }
     for width_out in dense:
         dense_layers.append(
             build_layer(
                 dense_layer,
                 in_features=features,
                 out_features=width_out,
-                **{**layer_options, "lr": dense_lr},
+                **{**dense_options, "lr": dense_lr},
             )
         )
         features = width_out
-    return FFCNN(
+    model = FFCNN(
         convs,
         dense_layers,
         (channels, height, width),
@@ -419,4 +549,10 @@ def ffcnn(
         optimizer=optimizer,
         schedule=schedule,
         ff_epochs=ff_epochs,
+        augment=augment,
     )
+    if weight_decay is not None:
+        set_weight_decay([*convs, *dense_layers], weight_decay)
+        for group in model.classifier_optimizer.param_groups:
+            group["weight_decay"] = weight_decay
+    return model

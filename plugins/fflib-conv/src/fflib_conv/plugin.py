@@ -30,7 +30,28 @@ def fflib_register_models(register: Register) -> None:
         "ffcnn",
         "fflib_conv.model:ffcnn",
         description=(
-            "FF conv layers (then FF dense layers), label as one-hot input channels, TryAll."
+            "FF conv layers: label channels and TryAll, or channel-competitive with class-goodness."
         ),
         aliases=["ff-cnn"],
+    )
+
+
+@ffcore.hookimpl
+def fflib_register_probes(register: Register) -> None:
+    register(
+        "class-goodness",
+        "fflib_conv.competitive:class_goodness_probe",
+        description="Predict the class whose channel group has the most goodness, in one pass.",
+        aliases=["goodness-argmax"],
+    )
+
+
+@ffcore.hookimpl
+def fflib_register_presets(register: Register) -> None:
+    register(
+        "ffcnn-fashion-mnist",
+        "fflib_conv.presets:ffcnn_fashion_mnist",
+        description=(
+            "ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 15 epochs (about 92%)."
+        ),
     )
