@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --dataset digits --epochs 30     # seconds, offline
     python benchmarks/accuracy.py --variants default symba bp      # a subset
     python benchmarks/accuracy.py --variants recipe --precision bf16   # mixed precision
+    python benchmarks/accuracy.py --variants recipe --control      # with its random features
 
 Trains FFNet with FFLib 0.3.0's settings (``seed``), with FFLib's defaults, with each
 training option switched on alone (the ablation), the best recipe found
@@ -11,6 +12,12 @@ training option switched on alone (the ablation), the best recipe found
 same widths. Prints one JSON line per run (variant, settings, epochs, wall seconds,
 final test accuracy and, with ``--curve``, test accuracy and training seconds after every
 epoch), then a Markdown table for the README.
+
+``--control`` follows each FF+C run with its random-feature control: the same settings
+with ``ff_epochs = 0``, so the FF layers keep their initial weights (checked, and
+reported as ``ff_weights_unchanged``) while the read-out trains alone for the same total
+number of epochs. What the recipe gains over its control is what the FF layers learned.
+``--tryall`` also reports an FF+C model's TryAll (FF-only) test accuracy.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import ffcore
 from ffcore import hookimpl
 from ffcore.config import TrainConfig, build_config, read_config_file
 from ffcore.devices import flush_denormals
+from ffcore.errors import InvalidValueError
 from ffcore.plugin_manager import get_plugin_manager
 from ffcore.training import TrainingRun, build_run, evaluate, train
 
@@ -100,6 +108,70 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
     return build_config(overrides={"preset": "plain", **common, **settings})
 
 
+def control_of(config: TrainConfig) -> TrainConfig:
+    """The random-feature control of an FF+C run: its settings with ``ff_epochs = 0``.
+
+    The FF layers then never step (FF+C's read-out phase runs from the first epoch) and
+    the read-out trains for the run's whole ``epochs``, on the layers' initial weights.
+    """
+    if config.model != "ffc":
+        raise InvalidValueError(
+            "model", config.model, "'ffc' for --control (a read-out to train on random features)"
+        )
+    options = {**config.model_options, "ff_epochs": 0}
+    return build_config(file=config.to_dict(), overrides={"model_options": options})
+
+
+def ff_weights(run: TrainingRun) -> list[torch.Tensor]:
+    """Copies of the FF layers' parameters (not the read-out's)."""
+    layers = getattr(run.model, "layers", [])
+    return [p.detach().clone() for layer in layers for p in layer.parameters()]
+
+
+def measure(
+    variant: str, config: TrainConfig, args: argparse.Namespace, control: bool = False
+) -> dict[str, Any]:
+    """Train ``config`` once; the JSON row for it (with the curve when asked)."""
+    curve = TestCurve()
+    plugins = get_plugin_manager()
+    if args.curve:
+        plugins.register(curve, name="accuracy-curve")
+    started = time.perf_counter()
+    try:
+        run = build_run(config)
+        before = ff_weights(run) if control else []
+        metrics = train(run)
+    finally:
+        if args.curve:
+            plugins.unregister("accuracy-curve")
+    row: dict[str, Any] = {
+        "name": "accuracy",
+        "variant": f"{variant}-control" if control else variant,
+        "config": {k: v for k, v in config.to_dict().items() if v not in (None, {}, [])},
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "wall_seconds": time.perf_counter() - started,
+        "test_acc": metrics["test_acc"],
+        "val_acc": metrics.get("val_acc"),
+        "train_seconds": metrics["train_seconds"],
+    }
+    if control:
+        after = ff_weights(run)
+        row["ff_weights_unchanged"] = bool(before) and all(
+            torch.equal(a, b) for a, b in zip(before, after, strict=True)
+        )
+        if not row["ff_weights_unchanged"]:
+            raise RuntimeError(f"{variant}: the control's FF layers changed during training")
+    if args.tryall and config.model == "ffc" and not control:
+        probe = ffcore.create_probe("tryall")
+        row["tryall_test_acc"] = evaluate(
+            run.model, probe, run.data.test, precision=config.precision
+        )
+    if args.curve:
+        row["curve"] = curve.points
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dataset", default="fashion-mnist")
@@ -115,35 +187,31 @@ def main() -> None:
     parser.add_argument(
         "--curve", action="store_true", help="test accuracy after every epoch (slower)"
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="after each FF+C variant, its random-feature control (FF layers frozen at init)",
+    )
+    parser.add_argument(
+        "--no-recipe-run",
+        dest="run_variant",
+        action="store_false",
+        help="with --control: only the controls, not the variants themselves",
+    )
+    parser.add_argument(
+        "--tryall", action="store_true", help="also FF+C's TryAll (FF-only) test accuracy"
+    )
     args = parser.parse_args()
     flush_denormals()  # as `ff` does, before torch starts its worker threads
     torch.set_num_threads(args.threads)
     rows = []
     for variant in args.variants:
         config = config_for(variant, args)
-        curve = TestCurve()
-        plugins = get_plugin_manager()
-        if args.curve:
-            plugins.register(curve, name="accuracy-curve")
-        started = time.perf_counter()
-        try:
-            metrics = train(build_run(config))
-        finally:
-            if args.curve:
-                plugins.unregister("accuracy-curve")
-        row = {
-            "name": "accuracy",
-            "variant": variant,
-            "config": {k: v for k, v in config.to_dict().items() if v not in (None, {}, [])},
-            "epochs": config.epochs,
-            "wall_seconds": time.perf_counter() - started,
-            "test_acc": metrics["test_acc"],
-            "val_acc": metrics.get("val_acc"),
-            "train_seconds": metrics["train_seconds"],
-            **({"curve": curve.points} if args.curve else {}),
-        }
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        runs = [False] if not args.control else [True] if not args.run_variant else [False, True]
+        for control in runs:
+            row = measure(variant, control_of(config) if control else config, args, control)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     print("\n| variant | epochs | training time | test accuracy |")
     print("| --- | --- | --- | --- |")
     for row in rows:

@@ -15,8 +15,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 
 from ffcore.config import TrainConfig
+from ffcore.errors import InvalidValueError
 from ffcore.runs import save_run
 from ffcore.training import build_run, train
 
@@ -58,6 +60,59 @@ def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
     assert rows[1]["config"]["model"] == "bp" and rows[1]["test_acc"] > 0.5
     assert "| variant | epochs | training time | test accuracy |" in result.stdout
     assert "| epoch | default | bp |" in result.stdout
+
+
+def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accuracy = load_benchmark("accuracy")
+    recipe = TrainConfig(
+        model="ffc", layers=[32], epochs=10, device="cpu", model_options={"ff_epochs": 5}
+    )
+    control = accuracy.control_of(recipe)
+    assert control.model_options["ff_epochs"] == 0 and control.epochs == recipe.epochs
+    assert control.layers == recipe.layers and control.model == "ffc"
+    built: list[Any] = []
+    real_build_run = accuracy.build_run
+
+    def recording_build_run(config: TrainConfig) -> Any:
+        built.append(real_build_run(config))
+        return built[-1]
+
+    monkeypatch.setattr(accuracy, "build_run", recording_build_run)
+    args = argparse.Namespace(curve=False, tryall=False)
+    row = accuracy.measure("recipe", control, args, control=True)
+    assert row["variant"] == "recipe-control" and row["ff_weights_unchanged"] is True
+    model = built[0].model
+    torch.manual_seed(recipe.seed)  # the same initial weights, as build_run draws them
+    fresh = real_build_run(control).model
+    for before, after in zip(fresh.layers.parameters(), model.layers.parameters(), strict=True):
+        assert torch.equal(before, after)
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)  # it trained
+    assert row["test_acc"] > 0.5  # a trained read-out on random features, far above chance
+
+
+def test_accuracy_control_needs_a_readout() -> None:
+    accuracy = load_benchmark("accuracy")
+    with pytest.raises(InvalidValueError, match=r"model.*'ffnet'.*--control"):
+        accuracy.control_of(TrainConfig(model="ffnet", layers=[8]))
+
+
+def test_accuracy_control_flag_runs_recipe_then_control() -> None:
+    command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--dataset", "digits"]
+    options = ["--recipe-epochs", "2", "--layers", "16", "--device", "cpu", "--threads", "1"]
+    result = subprocess.run(
+        [*command, *options, "--variants", "recipe", "--control", "--tryall"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["variant"] for row in rows] == ["recipe", "recipe-control"]
+    assert rows[1]["ff_weights_unchanged"] is True and rows[1]["epochs"] == rows[0]["epochs"]
+    assert rows[1]["config"]["model_options"]["ff_epochs"] == 0
+    assert 0 < rows[0]["tryall_test_acc"] <= 1 and "tryall_test_acc" not in rows[1]
 
 
 def test_denormals_benchmark_times_both_modes(tmp_path: Path) -> None:

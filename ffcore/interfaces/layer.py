@@ -323,10 +323,18 @@ class LabelAppender(Protocol):
     def forward_appended(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
         """The output for every image with every code: ``(B, T, out)``."""
 
-    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
-        """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``."""
+    def forward_tiled(
+        self, x: Tensor, tails: Tensor, drive: Tensor | None = None, order: Tensor | None = None
+    ) -> Tensor:
+        """The output for image ``r % B`` with code ``r``, for each row ``r`` of ``tails``;
+        with ``order``, those rows taken in that order (``rows[order]``)."""
 
     def train_tiled(
-        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
+        self,
+        x: Tensor,
+        tails: Tensor,
+        num_pos: int,
+        drive: Tensor | None = None,
+        order: Tensor | None = None,
     ) -> LayerStepResult:
         """The layer's training step on ``forward_tiled``'s rows (positives first)."""

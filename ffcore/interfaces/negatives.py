@@ -20,9 +20,10 @@ class NegativeBatch:
 
     ``x`` has ``B * k`` rows for ``k`` negatives per positive, sample-major; for label-
     embedding nets ``x`` repeats the real inputs and ``y`` holds the wrong labels.
-    ``same_inputs`` says that ``x`` is the batch's own inputs (``k = 1``), only the labels
-    differ: a network may then share its work on the inputs between positives and
-    negatives (build such a batch with :meth:`relabelled`).
+    ``same_inputs`` says that ``x`` is the batch's own inputs, each repeated ``k`` times in
+    that sample-major order, only the labels differ: a network may then share its work on
+    the inputs between positives and negatives (build such a batch with :meth:`relabelled`
+    for ``k = 1``).
     """
 
     x: Tensor

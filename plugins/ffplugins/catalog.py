@@ -64,6 +64,14 @@ class losses:
                 "no threshold."
             ),
         )
+        register(
+            "softmax",
+            "ffplugins.losses:softmax",
+            description=(
+                "Cross-entropy over each sample's positive and own negatives' goodness "
+                "(scaled by alpha)."
+            ),
+        )
 
 
 class ffdense:

@@ -239,7 +239,9 @@ class FFDense(FFLayer):
         scale = self._appended_scale(x.square().sum(1, keepdim=True), tails.square().sum(1))
         return self._finish(image_part + tail_part, scale.unsqueeze(2))
 
-    def forward_tiled(self, x: Tensor, tails: Tensor, drive: Tensor | None = None) -> Tensor:
+    def forward_tiled(
+        self, x: Tensor, tails: Tensor, drive: Tensor | None = None, order: Tensor | None = None
+    ) -> Tensor:
         """``forward(cat(x.repeat(k, 1), tails))`` for ``tails`` of ``k * B`` rows: ``(k*B, out)``.
 
         The training shortcut for label-embedding nets: positives and negatives that are
@@ -247,15 +249,24 @@ class FFDense(FFLayer):
         ``tails[r]``). ``W_x · x`` is computed once for the ``k`` copies, in the forward
         pass and in the weight gradient, which then costs a ``B``-row matmul, not ``k*B``.
         ``drive`` is ``W_x · x`` computed earlier with the current weights (see
-        :meth:`image_drive`); the gradient still reaches ``W_x``.
+        :meth:`image_drive`); the gradient still reaches ``W_x``. ``order`` (row indices)
+        returns the rows in another order, ``rows[order]``: a network whose negatives are
+        each image's ``k`` wrong labels side by side (sample-major) tiles them copy by copy
+        for the shared product and takes them back in its own order.
         """
-        return self._finish(*self._tiled_product(x, tails, drive))
+        return self._finish(*self._tiled_product(x, tails, drive, order))
 
     def train_tiled(
-        self, x: Tensor, tails: Tensor, num_pos: int, drive: Tensor | None = None
+        self,
+        x: Tensor,
+        tails: Tensor,
+        num_pos: int,
+        drive: Tensor | None = None,
+        order: Tensor | None = None,
     ) -> LayerStepResult:
-        """``update(forward_tiled(x, tails, drive), num_pos)``, fused as in :meth:`train_joint`."""
-        raw, scale = self._tiled_product(x, tails, drive)
+        """``update(forward_tiled(x, tails, drive, order), num_pos)``, fused as in
+        :meth:`train_joint`."""
+        raw, scale = self._tiled_product(x, tails, drive, order)
         factor = self.fused_goodness_scale()
         if factor is None:
             return self.update(self._finish(raw, scale), num_pos)
@@ -265,9 +276,10 @@ class FFDense(FFLayer):
         return self.update(h, num_pos, goodness=g)
 
     def _tiled_product(
-        self, x: Tensor, tails: Tensor, drive: Tensor | None
+        self, x: Tensor, tails: Tensor, drive: Tensor | None, order: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """:meth:`forward_tiled`'s unnormalised product ``(k*B, out)`` and row scales."""
+        """:meth:`forward_tiled`'s unnormalised product ``(k*B, out)`` and row scales, the
+        rows in ``order`` when given."""
         x = self._check_appended(x, tails.shape[1])
         batch, copies = x.shape[0], tails.shape[0] // max(1, x.shape[0])
         if copies * batch != tails.shape[0]:
@@ -278,6 +290,12 @@ class FFDense(FFLayer):
         raw = _TiledLinear.apply(x, tails, self.linear.weight, image_part)
         image_squares = x.square().sum(1).repeat(copies)
         scale = self._appended_scale(image_squares, tails.square().sum(1)).unsqueeze(1)
+        if order is not None:
+            if order.shape != (tails.shape[0],):
+                raise InvalidValueError(
+                    "order", tuple(order.shape), f"({tails.shape[0]},): one index per row"
+                )
+            raw, scale = raw[order], scale[order]
         return raw, scale
 
     def _check_appended(self, x: Tensor, tail_width: int | None) -> Tensor:

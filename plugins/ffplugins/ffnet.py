@@ -151,12 +151,13 @@ class FFNet(FFModel):
         layer's output recomputed after its update.
         """
         flat = self.flatten(batch.x)
-        codes = self.label_codes(labels, flat.dtype)
-        result = first.train_tiled(flat, codes, num_pos, self.image_drive(batch))
+        tiled, order = copy_major(labels, num_pos)
+        codes = self.label_codes(tiled, flat.dtype)
+        result = first.train_tiled(flat, codes, num_pos, self.image_drive(batch), order)
         if not self.recompute or len(self.layers) == 1:
             return result, None
         with torch.no_grad():
-            return result, first.forward_tiled(flat, codes)
+            return result, first.forward_tiled(flat, codes, order=order)
 
     def train_batch(self, batch: Batch, negatives: NegativeSampler) -> Tensor:
         return self._train_layers(batch, negatives(batch, self))
@@ -170,7 +171,7 @@ class FFNet(FFModel):
 
         The rows are ``None`` when the negatives are the positives' images with other
         labels and the first layer can share the image's part of its work between them
-        (random, hard and neutral negatives with FFDense): the first step then reads the
+        (random, inverse, hard and neutral negatives with FFDense): the first step then reads the
         images and the labels apart (see :meth:`_first_step`).
         """
         labels = torch.cat((batch.y, negative.y))
@@ -384,6 +385,29 @@ class FFNet(FFModel):
 
     def extra_summary(self) -> dict[str, Any]:
         return {"layer_range": list(self.layer_range)}
+
+
+def copy_major(labels: Tensor, num_pos: int) -> tuple[Tensor, Tensor | None]:
+    """``labels`` (positives, then ``k`` negatives per positive, sample-major) reordered
+    copy by copy, as a tiled product pairs row ``r`` with image ``r % B``, and the row
+    order that takes the tiled rows back to ``labels``' order (``None``: already tiled,
+    ``k <= 1``)."""
+    if num_pos <= 0 or labels.shape[0] % num_pos:
+        raise InvalidValueError(
+            "negative labels",
+            labels.shape[0] - num_pos,
+            f"the same number of negatives for each of the {num_pos} positives",
+        )
+    per_positive = labels.shape[0] // num_pos - 1
+    if per_positive <= 1:
+        return labels, None
+    negatives = labels[num_pos:].view(num_pos, per_positive)
+    tiled = torch.cat((labels[:num_pos], negatives.t().reshape(-1)))
+    sample = torch.arange(num_pos, device=labels.device).unsqueeze(1)
+    copy = torch.arange(per_positive, device=labels.device).unsqueeze(0)
+    back = num_pos + copy * num_pos + sample  # sample i's j-th negative: tiled row B + jB + i
+    order = torch.cat((torch.arange(num_pos, device=labels.device), back.reshape(-1)))
+    return tiled, order
 
 
 def input_width(input_features: int, num_classes: int, label_scheme: str) -> int:

@@ -53,7 +53,7 @@ class InverseLabels(NegativeSampler):
         offsets = torch.arange(1, num_classes, device=y.device)
         wrong = (y.unsqueeze(1) + offsets.unsqueeze(0)) % num_classes
         x = batch.x.repeat_interleave(num_classes - 1, dim=0)
-        return NegativeBatch(x=x, y=wrong.reshape(-1))
+        return NegativeBatch(x=x, y=wrong.reshape(-1), same_inputs=True)
 
 
 def pick_wrong_labels(scores: Tensor, y: Tensor, temperature: float) -> Tensor:

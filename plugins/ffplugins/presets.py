@@ -36,11 +36,16 @@ def plain() -> dict[str, Any]:
 
 
 def digits() -> dict[str, Any]:
-    """digits recipe: FF+C with SymBa, 2x500, 30 joint and 30 read-out epochs (about 97.5%)."""
+    """digits recipe: FF+C with SymBa, 2x100, 30 joint and 30 read-out epochs.
+
+    Narrow layers: at 2x500 the read-out on the untrained random layers did as well as
+    the trained ones, so the FF learning was not what the accuracy measured (see
+    docs/results.md, random-feature controls).
+    """
     return {
         "model": "ffc",
         "dataset": "digits",
-        "layers": [500, 500],
+        "layers": [100, 100],
         "epochs": 60,
         "loss": "symba",
         "negatives": "random",
@@ -48,17 +53,38 @@ def digits() -> dict[str, Any]:
     }
 
 
-def fashion_mnist() -> dict[str, Any]:
-    """Fashion-MNIST recipe: FF+C with one 16000-unit FF layer, 10 joint epochs with hard
-    negatives, 20 read-out epochs."""
+def _softmax_over_labels(dataset: str, width: int) -> dict[str, Any]:
+    """FF+C with one FF layer trained by a softmax over each image's goodness with its true
+    and every wrong label: 20 joint epochs, then 10 of the read-out alone."""
     return {
         "model": "ffc",
-        "dataset": "fashion-mnist",
-        "layers": [16000],
+        "dataset": dataset,
+        "layers": [width],
         "epochs": 30,
-        "negatives": "hard",
-        "model_options": {"schedule": "joint", "ff_epochs": 10, "readout_lr": 1e-4},
+        "lr": 0.01,
+        "goodness": "mean-squares",
+        "loss": "softmax",
+        "negatives": "inverse",
+        "model_options": {"schedule": "joint", "ff_epochs": 20, "readout_lr": 3e-4},
     }
+
+
+def fashion_mnist() -> dict[str, Any]:
+    """Fashion-MNIST recipe: FF+C, one 2000-unit FF layer trained by the softmax over every
+    label's goodness, 20 joint and 10 read-out epochs."""
+    return _softmax_over_labels("fashion-mnist", 2000)
+
+
+def mnist() -> dict[str, Any]:
+    """MNIST recipe: Fashion-MNIST's, for the same 28x28 grey images (not measured here:
+    MNIST cannot be downloaded on the machine the recipes were measured on)."""
+    return _softmax_over_labels("mnist", 2000)
+
+
+def cifar10() -> dict[str, Any]:
+    """CIFAR-10 recipe: Fashion-MNIST's with one FF layer as wide as the input (3072, the
+    width of Hinton's CIFAR-10 layers); not measured here (no CIFAR-10 download)."""
+    return _softmax_over_labels("cifar10", 3072)
 
 
 def hinton_mnist() -> dict[str, Any]:
@@ -80,4 +106,6 @@ def fflib_register_presets(register: Register) -> None:
     register("plain", plain)
     register("digits", digits)
     register("fashion-mnist", fashion_mnist)
+    register("mnist", mnist)
+    register("cifar10", cifar10)
     register("hinton-mnist", hinton_mnist)

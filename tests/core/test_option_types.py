@@ -31,9 +31,9 @@ def run_config(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 
 def test_a_model_option_wins_over_the_recipe(tmp_path: Path) -> None:
-    """The digits recipe sets layers = [500, 500]; ``-O model.layers=[64]`` overrides it."""
+    """The digits recipe sets layers = [100, 100]; ``-O model.layers=[64]`` overrides it."""
     recipe = starting_preset({}, {}).settings
-    assert recipe["layers"] == [500, 500]
+    assert recipe["layers"] == [100, 100]
     config = build_config(preset=recipe, overrides={"model_options": {"layers": [64]}})
     assert config.layers == [64] and "layers" not in config.model_options
     assert config.model_kwargs()["layers"] == [64]

@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import ffcore
 from ffcore.cli.main import cli
 from ffcore.config import build_config, read_config_file
 from ffcore.errors import UnknownComponentError
+from ffcore.interfaces import Batch
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.recipes import PLAIN, starting_preset
 from ffcore.training import build_run, train
+from ffplugins.dense import FFDense
 from ffplugins.ffc import FFC
+from tests.core.usage_helpers import write_mnist_layout
 
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
@@ -99,6 +103,8 @@ def test_a_data_set_without_a_recipe_gets_the_generic_defaults() -> None:
         ("digits", "digits.toml"),
         ("fashion-mnist", "fashion_mnist.toml"),
         ("hinton-mnist", "hinton_mnist.toml"),
+        ("mnist", "mnist.toml"),
+        ("cifar10", "cifar10.toml"),
     ],
 )
 def test_recipes_hold_the_settings_of_their_config_files(preset: str, config: str) -> None:
@@ -106,11 +112,19 @@ def test_recipes_hold_the_settings_of_their_config_files(preset: str, config: st
 
 
 def test_recipes_name_registered_components() -> None:
-    for name in ("digits", "fashion-mnist", "hinton-mnist"):
+    for name in ("digits", "fashion-mnist", "hinton-mnist", "mnist", "cifar10"):
         settings = ffcore.get_preset(name)
         assert settings["model"] in ffcore.list_models()
         assert settings["dataset"] in ffcore.list_datasets()
         assert settings["negatives"] in ffcore.list_negatives()
+        assert settings.get("loss", "softplus-threshold") in ffcore.list_losses()
+
+
+def test_every_image_data_set_has_its_recipe() -> None:
+    images = {"digits", "mnist", "fashion-mnist", "cifar10"}
+    assert images <= set(ffcore.list_datasets())
+    for name in images:
+        assert starting_preset({}, {"dataset": name}).name == name
 
 
 def _train(*args: str) -> dict[str, object]:
@@ -155,3 +169,39 @@ def test_hinton_mnist_settings_build_and_train_on_small_data() -> None:
     assert isinstance(run.model, FFC) and run.model.layer_range == (1, 4)
     metrics = train(run)
     assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["epochs"] == 1
+
+
+def test_ff_train_dataset_mnist_starts_from_its_recipe(tmp_path: Path) -> None:
+    write_mnist_layout(tmp_path / "data")
+    data = ["--data-root", str(tmp_path / "data"), "--no-download"]
+    summary = _train("--dataset", "mnist", *data, "--out", str(tmp_path / "m.pt"))
+    config = summary["config"]
+    assert isinstance(config, dict)
+    assert summary["model"] == "ffc" and config["preset"] == "mnist"
+    assert (config["loss"], config["negatives"]) == ("softmax", "inverse")
+    assert config["model_options"]["ff_epochs"] == 20 and config["epochs"] == 1
+    assert config["layers"] == [16, 16]  # options still win over the recipe
+
+
+def test_cifar10_recipe_builds_and_trains_on_colour_images() -> None:
+    settings = ffcore.get_preset("cifar10")
+    model = ffcore.create_model(
+        settings["model"],
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        layers=[24],
+        lr=settings["lr"],
+        goodness=settings["goodness"],
+        loss=settings["loss"],
+        **settings["model_options"],
+    )
+    assert isinstance(model, FFC)
+    first = model.layers[0]
+    assert isinstance(first, FFDense)
+    assert first.linear.in_features == 3 * 32 * 32 + 10  # image and label code
+    before = first.linear.weight.detach().clone()
+    x, y = torch.rand(6, 3, 32, 32), torch.arange(6)
+    loss = model.train_batch(Batch(x, y), ffcore.create_negatives(settings["negatives"]))
+    assert torch.isfinite(loss)
+    assert not torch.equal(before, first.linear.weight)  # the FF layer stepped
+    assert model.logits(x).shape == (6, 10)

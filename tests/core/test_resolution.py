@@ -142,9 +142,12 @@ def test_help_shows_the_recipes_defaults() -> None:
     # the help is wrapped at hyphens too: join the lines back
     text = " ".join(CliRunner().invoke(cli, ["train", "--help"]).output.split()).replace("- ", "-")
     assert (
-        "Training epochs. [default: the data set's recipe (digits: 60; fashion-mnist: 30), else 60]"
-        in text
+        "Training epochs. [default: the data set's recipe (cifar10: 30; digits: 60; "
+        "fashion-mnist: 30; mnist: 30), else 60]" in text
     )
-    assert "[default: the data set's recipe (digits: ffc; fashion-mnist: ffc), else ffnet]" in text
-    assert "(digits: 500,500; fashion-mnist: 16000), else the model's]" in text
+    assert (
+        "[default: the data set's recipe (cifar10: ffc; digits: ffc; fashion-mnist: ffc; "
+        "mnist: ffc), else ffnet]" in text
+    )
+    assert "(cifar10: 3072; digits: 100,100; fashion-mnist: 2000; mnist: 2000), else" in text
     assert "Batch size. [default: 128]" in text

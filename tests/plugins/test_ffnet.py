@@ -12,11 +12,11 @@ from torch import Tensor
 import ffcore
 import ffplugins.ffnet as ffnet_module
 from ffcore.errors import InvalidValueError
-from ffcore.interfaces import Batch, FFModel, NegativeBatch
+from ffcore.interfaces import Batch, FFModel, NegativeBatch, NegativeSampler
 from ffcore.layers import parse_layer_range
 from ffplugins.dense import FFDense
-from ffplugins.ffnet import FFNet
-from ffplugins.negatives import RandomWrongLabel
+from ffplugins.ffnet import FFNet, copy_major
+from ffplugins.negatives import InverseLabels, RandomWrongLabel
 from tests.plugins.helpers import StepRecorder, record_drives, record_rows
 
 
@@ -289,19 +289,33 @@ def test_recompute_feeds_post_update_outputs_to_the_next_layer() -> None:
         ffcore.create_model("ffnet", input_shape=(6,), num_classes=3, recompute="yes")
 
 
-class _CopiedImages(RandomWrongLabel):
-    """Random wrong labels on a copy of the images: the network cannot share them."""
+class _CopiedImages(NegativeSampler):
+    """A sampler's negatives on a copy of the images: the network cannot share them."""
+
+    def __init__(self, sampler: NegativeSampler) -> None:
+        self.sampler = sampler
 
     def __call__(self, batch: Batch, model: FFModel) -> NegativeBatch:
-        negative = super().__call__(batch, model)
+        negative = self.sampler(batch, model)
         return NegativeBatch(x=negative.x.clone(), y=negative.y)
 
 
-@pytest.mark.parametrize("recompute", [False, True])
-def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> None:
+@pytest.mark.parametrize(
+    ("recompute", "sampler", "loss"),
+    [
+        (False, RandomWrongLabel(), None),
+        (True, RandomWrongLabel(), None),
+        (False, InverseLabels(), "softmax"),  # 4 negatives per image, sample-major
+        (True, InverseLabels(), "symba"),
+    ],
+)
+def test_shared_image_step_matches_the_concatenated_step(
+    recompute: bool, sampler: NegativeSampler, loss: str | None
+) -> None:
     torch.manual_seed(0)
-    shared = _small_net(layers=(32, 16), num_classes=5, recompute=recompute)
-    separate = _small_net(layers=(32, 16), num_classes=5, recompute=recompute)
+    options: dict[str, Any] = {"recompute": recompute, **({"loss": loss} if loss else {})}
+    shared = _small_net(layers=(32, 16), num_classes=5, **options)
+    separate = _small_net(layers=(32, 16), num_classes=5, **options)
     separate.load_state_dict(shared.state_dict())
     x = torch.randn(8, 1, 4, 4)
     y = torch.arange(8) % 5
@@ -312,13 +326,28 @@ def test_shared_image_step_matches_the_concatenated_step(recompute: bool) -> Non
     first._tiled_product = lambda *args: tiled_calls.append(1) or tiled(*args)  # type: ignore
     for step in range(3):
         torch.manual_seed(step)
-        loss_shared = shared.train_batch(Batch(x, y), RandomWrongLabel())
+        loss_shared = shared.train_batch(Batch(x, y), sampler)
         torch.manual_seed(step)
-        loss_separate = separate.train_batch(Batch(x, y), _CopiedImages())
+        loss_separate = separate.train_batch(Batch(x, y), _CopiedImages(sampler))
         torch.testing.assert_close(loss_shared, loss_separate)
     assert len(tiled_calls) == (6 if recompute else 3)  # the shared path really ran
     for after, reference in zip(shared.parameters(), separate.parameters(), strict=True):
         torch.testing.assert_close(after, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_copy_major_tiles_negatives_copy_by_copy_and_orders_them_back() -> None:
+    y = torch.tensor([0, 1, 2])
+    negatives = torch.tensor([10, 11, 20, 21, 30, 31])  # sample-major: 2 per positive
+    labels = torch.cat((y, negatives))
+    tiled, order = copy_major(labels, num_pos=3)
+    # row r of the tiled product pairs image r % 3 with tiled[r]
+    assert tiled.tolist() == [0, 1, 2, 10, 20, 30, 11, 21, 31]
+    assert order is not None and torch.equal(tiled[order], labels)
+    assert [int(r) % 3 for r in order[3:]] == [0, 0, 1, 1, 2, 2]  # each its own image
+    one = torch.cat((y, torch.tensor([4, 5, 6])))
+    assert copy_major(one, num_pos=3) == (one, None)  # one negative each: already tiled
+    with pytest.raises(InvalidValueError, match="negative labels"):
+        copy_major(torch.arange(3 + 4), num_pos=3)  # 4 negatives for 3 positives
 
 
 @pytest.mark.parametrize("model_name", ["ffnet", "ffc"])

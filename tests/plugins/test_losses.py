@@ -138,3 +138,63 @@ def test_symba_finite_for_huge_goodness(dtype: torch.dtype) -> None:
 def test_symba_rejects_non_positive_alpha(alpha: float) -> None:
     with pytest.raises(InvalidValueError, match="alpha"):
         ffcore.create_loss("symba", alpha=alpha)
+
+
+def test_softmax_is_registered_and_reads_no_threshold() -> None:
+    assert "softmax" in ffcore.list_losses()
+    loss = ffcore.create_loss("softmax")
+    assert isinstance(loss, FFLoss) and not loss.uses_threshold
+
+
+def test_softmax_hand_computed_over_each_positive_and_its_own_negatives() -> None:
+    loss = ffcore.create_loss("softmax", alpha=2.0)
+    g_pos = torch.tensor([1.0, 0.5])
+    g_neg = torch.tensor([0.0, 2.0, 1.0, -1.0])  # sample-major: sample 0 has 0, 2; 1 has 1, -1
+
+    def cross_entropy(competing: list[float]) -> float:
+        logits = [2.0 * g for g in competing]
+        return math.log(sum(math.exp(v) for v in logits)) - logits[0]
+
+    expected = (cross_entropy([1.0, 0.0, 2.0]) + cross_entropy([0.5, 1.0, -1.0])) / 2
+    assert loss(g_pos, g_neg, 123.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_softmax_pairs_negatives_sample_major() -> None:
+    """Sample 0's negatives compete with sample 0 only: swapping negatives within a sample
+    changes nothing, moving them to another sample does."""
+    loss = ffcore.create_loss("softmax")
+    g_pos = torch.tensor([1.0, 0.0])
+    own = torch.tensor([0.9, 0.8, -5.0, -6.0])  # close to positive 0, far below positive 1
+    within = torch.tensor([0.8, 0.9, -6.0, -5.0])
+    across = torch.tensor([0.9, -5.0, 0.8, -6.0])  # copy-major reading of the same goodness
+    assert loss(g_pos, within, 0.0).item() == pytest.approx(loss(g_pos, own, 0.0).item())
+    assert abs(loss(g_pos, across, 0.0).item() - loss(g_pos, own, 0.0).item()) > 0.1
+
+
+@pytest.mark.parametrize(("positives", "negatives"), [(3, 4), (3, 0), (0, 0)])
+def test_softmax_refuses_negatives_that_are_not_k_per_positive(
+    positives: int, negatives: int
+) -> None:
+    loss = ffcore.create_loss("softmax")
+    with pytest.raises(InvalidValueError, match="negative batch size"):
+        loss(torch.zeros(positives), torch.zeros(negatives), 0.0)
+
+
+def test_softmax_gradient_raises_positive_and_lowers_negative_goodness() -> None:
+    loss = ffcore.create_loss("softmax")
+    g_pos = torch.tensor([0.3, -0.2], requires_grad=True)
+    g_neg = torch.tensor([0.1, 0.4, 0.0, -0.5, 0.2, 0.2], requires_grad=True)
+    torch.autograd.backward(loss(g_pos, g_neg, 0.0))
+    assert g_pos.grad is not None and g_neg.grad is not None
+    assert (g_pos.grad < 0).all() and (g_neg.grad > 0).all()  # descent: pos up, negs down
+    # each sample's gradients balance: the softmax's probabilities sum to one
+    per_sample = g_pos.grad + g_neg.grad.view(2, 3).sum(1)
+    torch.testing.assert_close(per_sample, torch.zeros(2), atol=1e-6, rtol=0)
+
+
+def test_softmax_is_finite_for_huge_goodness_and_refuses_bad_alpha() -> None:
+    loss = ffcore.create_loss("softmax")
+    value = loss(torch.tensor([1e4], dtype=torch.bfloat16), torch.tensor([-1e4, 1e4]), 0.0)
+    assert torch.isfinite(value)
+    with pytest.raises(InvalidValueError, match="alpha"):
+        ffcore.create_loss("softmax", alpha=0.0)

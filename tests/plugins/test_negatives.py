@@ -96,6 +96,7 @@ def test_inverse_returns_every_wrong_label_sample_major(num_classes: int) -> Non
         assert wrong == [c for c in range(num_classes) if c != int(y[i])]
         for row in range(i * per, (i + 1) * per):
             assert torch.equal(batch.x[row], x[i])
+    assert batch.same_inputs  # the batch's own images: a network may share its work on them
 
 
 def test_hard_picks_highest_scoring_wrong_label() -> None:
