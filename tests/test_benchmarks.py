@@ -39,17 +39,25 @@ def run_speed_worker(*args: str, env: dict[str, str] | None = None) -> dict[str,
     return timing
 
 
-def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
+def run_accuracy_on_digits(*args: str) -> tuple[list[dict[str, Any]], str]:
+    """Run ``benchmarks/accuracy.py --dataset digits`` on the CPU, one thread, with ``args``:
+    its JSON rows and its whole output."""
     command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--dataset", "digits"]
-    options = ["--epochs", "4", "--layers", "64", "--device", "cpu", "--threads", "1"]
     result = subprocess.run(
-        [*command, *options, "--variants", "default", "bp", "--curve"],
+        [*command, "--device", "cpu", "--threads", "1", *args],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return rows, result.stdout
+
+
+def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
+    rows, output = run_accuracy_on_digits(
+        "--epochs", "4", "--layers", "64", "--variants", "default", "bp", "--curve"
+    )
     assert [row["variant"] for row in rows] == ["default", "bp"]
     for row in rows:
         assert [point["epoch"] for point in row["curve"]] == [1, 2, 3, 4]
@@ -58,8 +66,8 @@ def test_accuracy_benchmark_prints_runs_curves_and_tables() -> None:
         # the last point is the trained model on the test set: the final figure
         assert row["curve"][-1]["test_acc"] == row["test_acc"]
     assert rows[1]["config"]["model"] == "bp" and rows[1]["test_acc"] > 0.5
-    assert "| variant | epochs | training time | test accuracy |" in result.stdout
-    assert "| epoch | default | bp |" in result.stdout
+    assert "| variant | epochs | training time | test accuracy |" in output
+    assert "| epoch | default | bp |" in output
 
 
 def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
@@ -99,16 +107,9 @@ def test_accuracy_control_needs_a_readout() -> None:
 
 
 def test_accuracy_control_flag_runs_recipe_then_control() -> None:
-    command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--dataset", "digits"]
-    options = ["--recipe-epochs", "2", "--layers", "16", "--device", "cpu", "--threads", "1"]
-    result = subprocess.run(
-        [*command, *options, "--variants", "recipe", "--control", "--tryall"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    rows, _ = run_accuracy_on_digits(
+        "--recipe-epochs", "2", "--layers", "16", "--variants", "recipe", "--control", "--tryall"
     )
-    assert result.returncode == 0, result.stderr
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [row["variant"] for row in rows] == ["recipe", "recipe-control"]
     assert rows[1]["ff_weights_unchanged"] is True and rows[1]["epochs"] == rows[0]["epochs"]
     assert rows[1]["config"]["model_options"]["ff_epochs"] == 0

@@ -378,10 +378,7 @@ class FFNet(FFModel):
         """``(B, num_classes)``: the goodness of ``x`` paired with every label at once."""
         start, stop = self.layer_range
         scores = self._label_scores(x, stop)[start:]
-        total = scores[0]
-        for score in scores[1:]:
-            total = total + score
-        return total
+        return sum(scores[1:], scores[0])  # layer by layer, bottom first
 
     def extra_summary(self) -> dict[str, Any]:
         return {"layer_range": list(self.layer_range)}

@@ -170,10 +170,7 @@ class ChannelCompetitiveCNN(FFModel):
         """``(B, num_classes)``: class goodness summed over :attr:`layer_range`."""
         start, stop = self.layer_range
         scores = self.layer_goodness(x, stop)[start:]
-        total = scores[0]
-        for score in scores[1:]:
-            total = total + score
-        return total
+        return sum(scores[1:], scores[0])  # layer by layer, bottom first
 
     def goodness_per_label(self, x: Tensor | Batch) -> Tensor:
         """The same as :meth:`class_scores`: each label's goodness (higher is better), so
