@@ -595,7 +595,10 @@ def test_the_scaling_model_is_bounded_by_the_slowest_stage_and_the_links() -> No
 def test_the_scaling_benchmark_times_both_layouts() -> None:
     command = [sys.executable, str(BENCHMARKS / "scaling.py"), "--nets", "32-16"]
     result = subprocess.run(
-        [*command, "--batches", "32", "--steps", "2"], capture_output=True, text=True, timeout=600
+        [*command, "--batches", "32", "--steps", "2", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -603,6 +606,10 @@ def test_the_scaling_benchmark_times_both_layouts() -> None:
     for row in rows:
         assert row["two_processes"] > 0 and [r["rank"] for r in row["ranks"]] == [0, 1]
         assert all(0 <= r["wait_share"] <= 1 for r in row["ranks"])
+        # two alternating rounds; the figure is their median, within their range
+        assert len(row["rounds"]) == 2
+        low, high = row["vs_1_thread_range"]
+        assert low <= row["vs_1_thread"] <= high
     assert rows[1]["ranks"][0]["holds"] == "layers 0-0"  # the pipeline split the two layers
     assert rows[1]["ranks"][0]["bytes_per_batch"] == 4 * 64 * 32  # 64 rows of 32 floats
     assert "| net | batch | Gbit/s | pipeline speedup" in result.stdout

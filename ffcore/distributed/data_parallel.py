@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +40,18 @@ from ffcore.distributed.control import RankStopRequests, StopVote
 from ffcore.distributed.environment import Session
 from ffcore.distributed.evaluation import correct_predictions
 from ffcore.distributed.faults import agree_on_failure, communicating
-from ffcore.errors import DivergenceError
-from ffcore.interfaces import Batch, FFLayer, FFModel, NegativeSampler, Probe, Split
+from ffcore.errors import DivergenceError, FFLibError
+from ffcore.interfaces import (
+    Batch,
+    DeferrableSteps,
+    FFLayer,
+    FFModel,
+    NegativeSampler,
+    PipelineModel,
+    Probe,
+    Split,
+)
+from ffcore.plugin_manager import get_plugin_manager
 from ffcore.signals import StopRequests
 
 if TYPE_CHECKING:
@@ -138,12 +148,16 @@ class GradientAveraging:
         self.check_finite = False
         self._hooks: list[Any] = []
         self._buckets: dict[int, _Bucket] = {}
+        self._deferred: list[torch.optim.Optimizer] = []
+        #: Steps held back by :meth:`defer`: bucket, the real step, the reductions.
+        self._pending: dict[int, tuple[_Bucket, Callable[[], Any], list[dist.Work]]] = {}
         #: Bytes this rank sent into all-reduces, and seconds it spent reducing.
         self.bytes_reduced = 0
         self.seconds_reducing = 0.0
 
-    def start(self, run: TrainingRun) -> None:
-        """Same weights on every rank of the group, averaging before every optimizer step.
+    def start(self, run: TrainingRun, *, deferred: bool = False) -> None:
+        """Same weights on every rank of the group, averaging before every optimizer step
+        (``deferred``: in the background, see :meth:`install`).
 
         A rank's own loss check would skip or stop on that rank alone; the reduced
         gradients (``skip``) and the reduced loss (the trainer's check) are the same on
@@ -154,20 +168,36 @@ class GradientAveraging:
         for module in run.model.modules():
             if isinstance(module, FFLayer):
                 module.check_finite = False
-        self.install(run.model, run.model.optimizers())
+        self.install(run.model, run.model.optimizers(), deferred=deferred)
 
-    def install(self, model: FFModel, optimizers: list[torch.optim.Optimizer]) -> None:
-        """Hook ``optimizers`` (of ``model``), after removing any earlier hooks."""
+    def install(
+        self, model: FFModel, optimizers: list[torch.optim.Optimizer], *, deferred: bool = False
+    ) -> None:
+        """Hook ``optimizers`` (of ``model``), after removing any earlier hooks.
+
+        By default a step waits for its gradients' averages before it updates. With
+        ``deferred``, ``optimizer.step()`` only starts averaging and returns, so that the
+        averaging travels while the model computes on; the update waits for
+        :meth:`settle`, which the caller runs before anything reads those parameters.
+        """
         self.remove()
         for optimizer in optimizers:
             self._buckets[id(optimizer)] = _bucket(optimizer, model, self.device)
-            self._hooks.append(optimizer.register_step_pre_hook(self._before_step))
+            if deferred:
+                self._defer(optimizer)
+                self._deferred.append(optimizer)
+            else:
+                self._hooks.append(optimizer.register_step_pre_hook(self._before_step))
 
     def remove(self) -> None:
-        """Remove the hooks."""
+        """Take any held-back steps, then remove the hooks."""
+        self.settle()
         for handle in self._hooks:
             handle.remove()
+        for optimizer in self._deferred:
+            optimizer.__dict__.pop("step", None)
         self._hooks.clear()
+        self._deferred.clear()
         self._buckets.clear()
 
     def broadcast(self, tensors: list[Tensor]) -> None:
@@ -186,14 +216,43 @@ class GradientAveraging:
             dist.all_reduce(reduced, group=self.group)
         return reduced[0]
 
+    def settle(self, optimizers: Iterable[torch.optim.Optimizer] | None = None) -> None:
+        """Take the steps :meth:`defer` held back (of ``optimizers``, or all): wait for
+        their gradients' averages, then step."""
+        wanted = None if optimizers is None else {id(o) for o in optimizers}
+        for key in list(self._pending):
+            if wanted is None or key in wanted:
+                bucket, take_step, works = self._pending.pop(key)
+                self._land(bucket, works)
+                take_step()
+
+    def _defer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make ``optimizer.step()`` start averaging its gradients and return; the step
+        itself waits for :meth:`settle`."""
+        bucket = self._buckets[id(optimizer)]
+        take_step = optimizer.step
+
+        def step(closure: Callable[[], float] | None = None) -> None:
+            if closure is not None:
+                raise FFLibError(
+                    "data parallel training with overlapped averaging cannot step an "
+                    "optimizer with a closure (it evaluates the loss again)"
+                )
+            self.settle([optimizer])  # a second step of one layer in one batch: in order
+            self._pending[id(optimizer)] = (bucket, take_step, self._launch(bucket))
+
+        optimizer.__dict__["step"] = step  # this instance only; removed by :meth:`remove`
+
     def _before_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         bucket = self._buckets.get(id(optimizer))
-        if bucket is None:
-            return
+        if bucket is not None:
+            self._land(bucket, self._launch(bucket))
+
+    def _launch(self, bucket: _Bucket) -> list[dist.Work]:
+        """Start averaging ``bucket``'s gradients and buffers; the operations' handles."""
         started = time.perf_counter()
-        parameters = bucket.parameters
         flat, weight = bucket.flat, self.weight
-        has_grad = [p.grad is not None for p in parameters]
+        has_grad = [p.grad is not None for p in bucket.parameters]
         works: list[dist.Work] = []
         with communicating(f"averaging the gradients of {bucket.name}"):
             for parameter in bucket.in_place:
@@ -221,8 +280,16 @@ class GradientAveraging:
             assert work is not None
             works.append(work)
             self.bytes_reduced += flat.numel() * flat.element_size()
+        self.seconds_reducing += time.perf_counter() - started
+        return works
+
+    def _land(self, bucket: _Bucket, works: list[dist.Work]) -> None:
+        """Wait for ``works`` (started by :meth:`_launch`) and put the averages in place."""
+        started = time.perf_counter()
+        with communicating(f"averaging the gradients of {bucket.name}"):
             for work in works:
                 work.wait()
+        parameters, flat = bucket.parameters, bucket.flat
         at = 0
         for parameter in bucket.packed:
             count = parameter.numel()
@@ -249,29 +316,44 @@ class DataParallel:
     """Data-parallel training of a run on every rank.
 
     Attach it as ``run.parallel`` before :func:`ffcore.training.train`.
+
+    ``overlap`` (on by default): when the model can be trained layer by layer (a
+    :class:`~ffcore.interfaces.PipelineModel` whose stages read no weights after stepping,
+    see :class:`~ffcore.interfaces.DeferrableSteps`), each layer's gradients are averaged
+    while the layers above compute, and the top layer's while the next batch's lower
+    layers compute: a layer's step waits only until that layer computes again. The steps
+    are the same as without overlap, in the same order per layer, so the weights are too.
     """
 
     mode = "data"
     whole_model = True
     owns_readout = True
 
-    def __init__(self, session: Session, run: TrainingRun) -> None:
+    def __init__(self, session: Session, run: TrainingRun, *, overlap: bool = True) -> None:
         self.session = session
         self.rank, self.world_size = session.rank, session.world_size
         self.shard, self.shards = session.rank, session.world_size
         self.replica = self.shard
         self.model: FFModel = run.model
         self.seed = run.config.seed
+        self.overlap = overlap
         self.gradients = GradientAveraging(None, session.device)
         self._vote = StopVote(session.control, lag=2)
         self._step = run.step
+        #: With overlap: each layer's index range and the optimizers to settle before it.
+        self._stages: list[tuple[range, list[torch.optim.Optimizer]]] = []
+        self._settle_each_batch = False
 
     # --- the trainer's hooks -----------------------------------------------------------
 
     def start(self, run: TrainingRun) -> None:
         """Same weights everywhere, gradient averaging before every optimizer step."""
         self.model, self._step = run.model, run.step
-        self.gradients.start(run)
+        skipping = run.config.on_nonfinite == "skip"  # decides within the batch: no overlap
+        self._stages = [] if not self.overlap or skipping else layer_stages(run.model)
+        self.gradients.start(run, deferred=bool(self._stages))
+        # a plugin reading the model at the end of every batch (ffdebug) sees it settled
+        self._settle_each_batch = get_plugin_manager().has_implementations("fflib_batch_end")
 
     def stop_requests(self) -> StopRequests:
         return RankStopRequests()
@@ -281,19 +363,38 @@ class DataParallel:
         share = take_share(batch, self.shard, self.shards, self.gradients)
         torch.manual_seed(rank_seed(self.seed, self.shard, self._step))
         self._step += 1
-        return self.gradients.reduce_loss(self.model.train_batch(share, negatives))
+        if not self._stages:
+            return self.gradients.reduce_loss(self.model.train_batch(share, negatives))
+        model = self.model
+        assert isinstance(model, PipelineModel)
+        if negatives.uses_model:  # it reads every layer before the first trains
+            self.gradients.settle()
+        received: list[Tensor] | None = None
+        loss = torch.zeros((), device=share.x.device)
+        for layers, optimizers in self._stages:
+            self.gradients.settle(optimizers)
+            step = model.train_stage(share, negatives, received, layers)
+            received, loss = step.send, loss + step.loss
+        if self._settle_each_batch:
+            self.gradients.settle()
+        return self.gradients.reduce_loss(loss)
 
     def agreed_stop(self, step: int, signum: int | None) -> int | None:
-        return self._vote.vote(step, signum)
+        agreed = self._vote.vote(step, signum)
+        if agreed is not None:
+            self.gradients.settle()  # the checkpoint comes next
+        return agreed
 
     def total_loss(self, loss_sum: Tensor) -> Tensor:
         return loss_sum  # each batch's loss is already the global one
 
     def agree(self, check: Callable[[], None]) -> None:
+        self.gradients.settle()  # the epoch's end: the checks read the weights
         agree_on_failure(check, self.session.control, all_must_fail=True)
 
     def evaluate(self, model: nn.Module, probe: Probe, split: Split, *, precision: str) -> float:
         """Accuracy on ``split``: each rank predicts its share, the counts are added."""
+        self.gradients.settle()
         start, stop = shard_bounds(len(split), self.shard, self.shards)
         share = Split(split.x[start:stop], split.y[start:stop])
         correct = correct_predictions(model, probe, share, precision=precision)
@@ -303,9 +404,30 @@ class DataParallel:
         return float(count[0]) / len(split)
 
     def finish(self) -> None:
-        """Settle the stop votes; remove the optimizer hooks."""
+        """Settle the stop votes; take any held-back steps and remove the optimizer hooks."""
         self._vote.drain()
         self.gradients.remove()
+
+
+def layer_stages(model: FFModel) -> list[tuple[range, list[torch.optim.Optimizer]]]:
+    """For overlapped averaging: ``model``'s layers one by one, each with the optimizers
+    whose steps must be taken before it computes (those holding any of its parameters; a
+    read-out's before the top layer, which trains it). Empty when the model cannot be
+    trained so (see :class:`~ffcore.interfaces.DeferrableSteps`)."""
+    if not isinstance(model, PipelineModel) or not isinstance(model, DeferrableSteps):
+        return []
+    if not model.can_defer_steps():
+        return []
+    layers = model.pipeline_layers()
+    index_of = {id(p): index for index, layer in enumerate(layers) for p in layer.parameters()}
+    stages: list[tuple[range, list[torch.optim.Optimizer]]] = [
+        (range(index, index + 1), []) for index in range(len(layers))
+    ]
+    for optimizer in model.optimizers():
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index in sorted({index_of.get(id(p), len(layers) - 1) for p in params}):
+            stages[index][1].append(optimizer)
+    return stages
 
 
 def take_share(batch: Batch, shard: int, shards: int, gradients: GradientAveraging) -> Batch:

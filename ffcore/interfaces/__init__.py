@@ -15,7 +15,13 @@ from ffcore.interfaces.layer import (
 from ffcore.interfaces.loss import FFLoss
 from ffcore.interfaces.model import Classifier, FFModel, LabelScorer, require
 from ffcore.interfaces.negatives import NegativeBatch, NegativeSampler
-from ffcore.interfaces.pipeline import READOUTS, PipelineModel, StageCost, StageStep
+from ffcore.interfaces.pipeline import (
+    READOUTS,
+    DeferrableSteps,
+    PipelineModel,
+    StageCost,
+    StageStep,
+)
 from ffcore.interfaces.preprocessing import Preprocessing, standardization
 from ffcore.interfaces.probe import Probe, ScoringProbe
 
@@ -24,6 +30,7 @@ __all__ = [
     "Batch",
     "Classifier",
     "DataSplits",
+    "DeferrableSteps",
     "FFLayer",
     "FFLoss",
     "FFModel",

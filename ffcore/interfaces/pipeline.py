@@ -90,3 +90,22 @@ class PipelineModel(Protocol):
         returns ``[scores]``, shape ``(B, num_classes)``, whose argmax is the prediction
         (the same as the ``tryall`` or ``classifier`` probe's)."""
         ...
+
+
+@runtime_checkable
+class DeferrableSteps(Protocol):
+    """A :class:`PipelineModel` that may say its stages step their optimizers last.
+
+    Data-parallel training uses it to overlap communication with computation: when
+    :meth:`can_defer_steps` is true, it trains the model layer by layer through
+    :meth:`PipelineModel.train_stage`, lets each optimizer's ``step()`` only start the
+    averaging of its gradients, and takes the step just before the next stage that
+    holds its parameters computes. That gives the same weights only if a stage reads no
+    parameter of its own after stepping it: e.g. FFNet with ``recompute`` reads the
+    updated layer again, so it answers false.
+    """
+
+    def can_defer_steps(self) -> bool:
+        """Whether :meth:`PipelineModel.train_stage` reads none of its layers' (or its
+        read-out's) parameters after calling their optimizers' ``step()``."""
+        ...

@@ -213,6 +213,11 @@ class FFNet(FFModel):
         """The FF layers, bottom first: a pipeline stage trains a contiguous run of them."""
         return list(self.layers)
 
+    def can_defer_steps(self) -> bool:
+        """True unless ``recompute``: then a layer's output is computed again after its
+        update, for the layer above (see :class:`~ffcore.interfaces.DeferrableSteps`)."""
+        return not self.recompute
+
     def pipeline_costs(self, batches: StageCost) -> list[float]:
         """Each layer's cost per training batch in multiply-add equivalents.
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ffcore.config import TrainConfig
+from ffcore.distributed.data_parallel import DataParallel
 from ffcore.distributed.environment import DistEnvironment, prepare_process, start_session
 from ffcore.distributed.grid import make_parallel
 from ffcore.distributed.worker import Processes
@@ -49,6 +50,8 @@ class Job:
     settings: dict[str, Any]
     resume: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Data parallel only: average each layer's gradients while the next computes.
+    overlap: bool = True
 
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict({**BASE, **self.settings})
@@ -64,6 +67,17 @@ JOBS: dict[str, Job] = {
             "parallel": "data",
             "model_options": {"schedule": "joint"},
         }
+    ),
+    # overlapped averaging against waiting for it: the same weights, bit for bit
+    "dp-ffnet-waiting": Job(
+        {"model": "ffnet", "negatives": "inverse", "parallel": "data"}, overlap=False
+    ),
+    "dp-ffc-inverse": Job(
+        {"model": "ffc", "negatives": "inverse", "parallel": "data", "layers": [32, 24, 16]}
+    ),
+    "dp-ffc-inverse-waiting": Job(
+        {"model": "ffc", "negatives": "inverse", "parallel": "data", "layers": [32, 24, 16]},
+        overlap=False,
     ),
     "dp-ffrnn": Job(
         {"model": "ffrnn", "negatives": "inverse", "parallel": "data", "layers": [16, 16]}
@@ -120,7 +134,10 @@ def run_job(name: str, out: Path, processes: Processes) -> None:
     else:
         run = build_run(job.config())
     assert processes.session is not None
-    run.parallel = make_parallel(processes.session, run)
+    session = processes.session
+    run.parallel = (
+        make_parallel(session, run) if job.overlap else DataParallel(session, run, overlap=False)
+    )
     path = out / f"{name}.pt"
 
     def write(current: TrainingRun, metrics: dict[str, float] | None = None) -> Path:

@@ -68,6 +68,14 @@ def test_data_parallel_matches_one_process_on_the_global_batch(
     assert metrics["val_acc"] == pytest.approx(expected["val_acc"], abs=0.015)
 
 
+@pytest.mark.parametrize("name", ["dp-ffnet", "dp-ffc-inverse"])
+def test_overlapped_averaging_gives_the_weights_of_waiting_for_it(jobs: Path, name: str) -> None:
+    overlapped, waiting = job(jobs, name)["model"], job(jobs, f"{name}-waiting")["model"]
+    assert overlapped.keys() == waiting.keys()
+    for key, value in waiting.items():
+        assert torch.equal(overlapped[key], value), key
+
+
 @pytest.mark.parametrize("name", ["pp-ffnet", "pp-ffc", "pp-best", "pp-recompute"])
 def test_the_pipeline_equals_one_process_bit_for_bit(jobs: Path, name: str, tmp_path: Path) -> None:
     pipelined = job(jobs, name)

@@ -18,7 +18,12 @@ from torch import Tensor
 from ffcore.config import TrainConfig
 from ffcore.distributed import launch
 from ffcore.distributed.control import StopVote
-from ffcore.distributed.data_parallel import rank_seed, shard_bounds
+from ffcore.distributed.data_parallel import (
+    GradientAveraging,
+    layer_stages,
+    rank_seed,
+    shard_bounds,
+)
 from ffcore.distributed.environment import (
     DistEnvironment,
     threads_per_process,
@@ -213,6 +218,44 @@ def test_a_failed_check_fails_on_every_rank(lone_group: Any) -> None:
     with pytest.raises(DivergenceError, match=r"rank 0: layer 'layers\.1' went silent"):
         agree_on_failure(fails, lone_group, all_must_fail=False)
     agree_on_failure(lambda: None, lone_group, all_must_fail=True)
+
+
+def parameters_of(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: p.detach().clone() for k, p in model.named_parameters()}
+
+
+def test_deferred_steps_are_taken_when_settled(lone_group: Any) -> None:
+    run = run_of(model="ffc", layers=[16, 12], model_options={"schedule": "joint"})
+    model, twin = run.model, copy.deepcopy(run.model)
+    averaging = GradientAveraging(lone_group, torch.device("cpu"))
+    averaging.install(model, model.optimizers(), deferred=True)
+    x, y = run.data.train.x[:20], run.data.train.y[:20]
+    before, state = parameters_of(model), torch.get_rng_state()
+    model.train_batch(Batch(x, y), run.negatives)
+    # every optimizer was asked to step, none did: its step waits for the averages
+    assert all(torch.equal(v, before[k]) for k, v in parameters_of(model).items())
+    averaging.settle()
+    torch.set_rng_state(state)
+    twin.train_batch(Batch(x, y), run.negatives)
+    expected = parameters_of(twin)
+    changed = [k for k, v in parameters_of(model).items() if not torch.equal(v, before[k])]
+    assert changed and all(torch.equal(parameters_of(model)[k], expected[k]) for k in expected)
+    averaging.remove()  # the optimizers step at once again
+    assert all("step" not in vars(optimizer) for optimizer in model.optimizers())
+
+
+def test_overlapped_averaging_trains_layer_by_layer_when_the_model_allows() -> None:
+    ffnet = run_of(model="ffnet", layers=[16, 12, 8]).model
+    stages = layer_stages(ffnet)
+    assert [layers for layers, _ in stages] == [range(0, 1), range(1, 2), range(2, 3)]
+    assert [opts for _, opts in stages] == [[layer.optimizer] for layer in ffnet.layers]
+    ffc = run_of(model="ffc", layers=[16, 12], model_options={"schedule": "joint"}).model
+    (_, first), (_, top) = layer_stages(ffc)
+    assert first == [ffc.layers[0].optimizer]
+    assert top == [ffc.layers[1].optimizer, ffc.classifier_optimizer]  # the read-out's too
+    # recompute reads a layer again after its step: the step cannot wait
+    assert layer_stages(run_of(model="ffnet", model_options={"recompute": True}).model) == []
+    assert layer_stages(run_of(model="ffrnn").model) == []  # not trained layer by layer
 
 
 class Failure:
