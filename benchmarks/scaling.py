@@ -10,8 +10,10 @@ threads, and in two processes of one thread each (``ff train --nproc 2`` gives e
 process its share of the cores), data parallel (``--parallel data``) and pipelined
 (``--parallel layers``). The two processes are started by torch's elastic launcher and
 train through FFLib's own :class:`~ffcore.distributed.DataParallel` and
-:class:`~ffcore.distributed.LayerPipeline`, gloo on 127.0.0.1. For each two-process run
-it prints the bytes each rank sends per batch and the share of its time each rank waits
+:class:`~ffcore.distributed.LayerPipeline`, gloo on 127.0.0.1.
+``--waiting`` adds data parallel that waits for each layer's averaged gradients before
+going on (the default averages them while the next layer computes). For each two-process
+run it prints the bytes each rank sends per batch and the share of its time each rank waits
 (data parallel: in the gradient all-reduces; pipeline: for the stage below or the one
 above), and the CPU time each process spends per batch, its own threads and torch's
 communication threads together: on a busy machine, where wall-clock figures depend on
@@ -148,7 +150,13 @@ def time_one_process(case: Case, threads: int) -> dict[str, Any]:
     }
 
 
-def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
+#: The two-process layouts: data parallel (averaging each layer's gradients while the next
+#: layer computes), data parallel waiting for each average before going on (``--waiting``),
+#: and the layer pipeline.
+MODES = ("data", "data-waiting", "layers")
+
+
+def rank_main(cases: list[Case], modes: list[str]) -> list[dict[str, Any]]:
     """Each rank: every case data parallel, then pipelined (one thread per rank)."""
     import torch.distributed as dist
 
@@ -163,10 +171,12 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
     results = []
     try:
         for case in cases:
-            for mode in ("data", "layers"):
+            for mode in modes:
                 run = make_run(case)
                 parallel: Any = (
-                    DataParallel(session, run) if mode == "data" else LayerPipeline(session, run)
+                    LayerPipeline(session, run)
+                    if mode == "layers"
+                    else DataParallel(session, run, overlap=mode == "data")
                 )
                 run.parallel = parallel
                 parallel.start(run)
@@ -174,7 +184,7 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
                 for i in range(case.warmup):
                     parallel.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
                 dist.barrier()
-                if mode == "data":
+                if mode != "layers":
                     parallel.gradients.seconds_reducing = 0.0
                     parallel.gradients.bytes_reduced = 0
                 else:
@@ -186,7 +196,7 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
                     parallel.train_batch(Batch(*pool[i % len(pool)]), run.negatives)
                 dist.barrier()
                 wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-                if mode == "data":
+                if mode != "layers":
                     waiting = parallel.gradients.seconds_reducing
                     sent = parallel.gradients.bytes_reduced
                     where = "all"
@@ -213,7 +223,7 @@ def rank_main(cases: list[Case]) -> list[dict[str, Any]]:
     return results
 
 
-def time_two_processes(cases: list[Case]) -> dict[int, list[dict[str, Any]]]:
+def time_two_processes(cases: list[Case], modes: list[str]) -> dict[int, list[dict[str, Any]]]:
     """:func:`rank_main` in two processes started by torch's elastic launcher."""
     from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -230,7 +240,7 @@ def time_two_processes(cases: list[Case]) -> dict[int, list[dict[str, Any]]]:
         logs_specs=DefaultLogsSpecs(),
         start_method="spawn",
     )
-    returned: dict[int, list[dict[str, Any]]] = elastic_launch(config, rank_main)(cases)
+    returned: dict[int, list[dict[str, Any]]] = elastic_launch(config, rank_main)(cases, modes)
     return returned
 
 
@@ -372,10 +382,16 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="alternating rounds of one and two processes"
     )
     parser.add_argument("--quick", action="store_true", help="4 timed batches, one round")
+    parser.add_argument(
+        "--waiting",
+        action="store_true",
+        help="also data parallel that waits for each layer's averaged gradients",
+    )
     args = parser.parse_args(argv)
     steps = 4 if args.quick else args.steps
     rounds = 1 if args.quick else max(1, args.rounds)
     cases = [Case(net, batch, steps) for net in args.nets for batch in args.batches]
+    modes = [mode for mode in MODES if args.waiting or mode != "data-waiting"]
     print(f"# {load()} before, {os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
     measured: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     single: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -383,10 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             for threads in (1, 2):
                 single[(case.net, case.batch, threads)] = time_one_process(case, threads)
-        ranks = time_two_processes(cases)
+        ranks = time_two_processes(cases, modes)
         for case in cases:
             one, two = single[(case.net, case.batch, 1)], single[(case.net, case.batch, 2)]
-            for mode in ("data", "layers"):
+            for mode in modes:
                 per_rank = [
                     r
                     for rank in sorted(ranks)
@@ -398,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {load()} after round {number + 1} of {rounds}", flush=True)
     rows = []
     for case in cases:
-        for mode in ("data", "layers"):
+        for mode in modes:
             row = summary_row(case, mode, measured[(case.net, case.batch, mode)])
             rows.append(row)
             print(json.dumps(row), flush=True)
