@@ -117,8 +117,10 @@ def batches_of(run: Any, case: Case) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def time_one_process(case: Case, threads: int) -> dict[str, Any]:
     """Samples/s of one process at ``threads`` threads, and each layer's step time."""
+    from ffcore.allocator import reuse_freed_memory
     from ffcore.interfaces import Batch
 
+    reuse_freed_memory()  # as ffcore.training.train does
     torch.set_num_threads(threads)
     run = make_run(case)
     pool = batches_of(run, case)
@@ -160,10 +162,12 @@ def rank_main(cases: list[Case], modes: list[str]) -> list[dict[str, Any]]:
     """Each rank: every case data parallel, then pipelined (one thread per rank)."""
     import torch.distributed as dist
 
+    from ffcore.allocator import reuse_freed_memory
     from ffcore.distributed import DataParallel, LayerPipeline
     from ffcore.distributed.environment import DistEnvironment, start_session
     from ffcore.interfaces import Batch
 
+    reuse_freed_memory()  # as ffcore.training.train does
     torch.set_num_threads(1)
     env = DistEnvironment.detect()
     assert env is not None

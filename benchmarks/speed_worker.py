@@ -143,9 +143,17 @@ def batch_trainer(model: Any) -> Callable[[Tensor, Tensor, Any], Tensor]:
 def ours(
     case: str, batch: int, widths: list[int], device: torch.device, samples: int = 60_000
 ) -> Timed:
-    """``case`` with FFLib (under the caller's precision context)."""
+    """``case`` with FFLib (under the caller's precision context), in a process set up as
+    ``ffcore.training.train`` sets it up (trees from before :mod:`ffcore.allocator` left
+    the C allocator alone)."""
     import ffcore
 
+    try:
+        from ffcore.allocator import reuse_freed_memory
+    except ImportError:
+        pass
+    else:
+        reuse_freed_memory()
     torch.manual_seed(0)
     negatives = ffcore.create_negatives("random")
     if case in ("ffnet-train", "ffc-train", "ffrnn-train"):

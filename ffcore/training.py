@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ffcore.allocator import reuse_freed_memory
 from ffcore.components import normalize_name
 from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
@@ -293,8 +294,10 @@ def train(
 
     Denormal floats are flushed to zero in the calling thread while it trains, and the
     previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for
-    torch's worker threads too).
+    torch's worker threads too). The process's ``malloc`` keeps freed memory for the next
+    step (:func:`~ffcore.allocator.reuse_freed_memory`; it holds its peak memory after).
     """
+    reuse_freed_memory()
     if stop is None:
         stop = StopRequests() if run.parallel is None else run.parallel.stop_requests()
     with flushing_denormals():

@@ -72,10 +72,10 @@ def debug_command(
     x labels) and an embedding projector of each layer's activations, labelled by class.
     View with `tensorboard --logdir LOGDIR`.
     """
-    from ffcore.cli.main import flush_denormals_while_running
+    from ffcore.cli.main import prepare_to_compute
     from ffdebug.debug import trace_checkpoint
 
-    flush_denormals_while_running()
+    prepare_to_compute()
     report = trace_checkpoint(
         checkpoint,
         logdir,

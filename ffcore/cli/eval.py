@@ -124,7 +124,7 @@ def eval_command(
 ) -> None:
     """Load CHECKPOINT safely and report its test accuracy."""
     from ffcore.checkpoint import load_checkpoint, require_components
-    from ffcore.cli.main import flush_denormals_while_running
+    from ffcore.cli.main import prepare_to_compute
     from ffcore.devices import resolve_device
     from ffcore.eval_report import confusion_lines, per_class_lines, write_tensorboard
     from ffcore.precision import check_precision
@@ -132,7 +132,7 @@ def eval_command(
     from ffcore.run_data import load_saved_data
     from ffcore.training import evaluate
 
-    flush_denormals_while_running()
+    prepare_to_compute()
     target = resolve_device(device)
     loaded = load_checkpoint(checkpoint, map_location=target)
     meta = loaded.meta

@@ -132,13 +132,16 @@ def _add_builtin_commands() -> None:
 _add_builtin_commands()
 
 
-def flush_denormals_while_running() -> None:
-    """Flush denormal floats to zero until the command ends (a command that computes with
-    torch calls this first, before torch starts its worker threads, so they share the
-    mode; see :func:`ffcore.devices.flush_denormals`). The mode is restored after, for
-    callers that run ``ff`` in-process."""
+def prepare_to_compute() -> None:
+    """What a command that computes with torch calls first, before torch starts its worker
+    threads: flush denormal floats to zero until the command ends, in those threads too
+    (see :func:`ffcore.devices.flush_denormals`; the mode is restored after, for callers
+    that run ``ff`` in-process), and keep freed memory for reuse
+    (:func:`ffcore.allocator.reuse_freed_memory`)."""
+    from ffcore.allocator import reuse_freed_memory
     from ffcore.devices import flushing_denormals
 
+    reuse_freed_memory()
     click.get_current_context().with_resource(flushing_denormals())
 
 

@@ -140,13 +140,13 @@ def train_command(
     `ff train --resume` continues from. With --nproc N (or under torchrun) several
     processes train together: see docs/distributed.md.
     """
-    from ffcore.cli.main import ARGV_KEY, flush_denormals_while_running
+    from ffcore.cli.main import ARGV_KEY, prepare_to_compute
     from ffcore.distributed.launch import launch_processes, requested_processes
     from ffcore.distributed.worker import Processes
     from ffcore.runs import resume_run
     from ffcore.training import build_run
 
-    flush_denormals_while_running()
+    prepare_to_compute()
     started = time.perf_counter()
     processes = Processes.current()  # one of several: its threads, GPU and process group
     ctx.call_on_close(processes.close)
