@@ -499,8 +499,17 @@ def matmul(case: str, batch: int, widths: list[int], device: torch.device, preci
 
 
 def measure(timing: Timed, repeats: int, flops: bool, clock: str = "wall") -> dict[str, Any]:
-    times = timed(timing.call, repeats, timing.warmup, clock)
-    result: dict[str, Any] = {"median_seconds": statistics.median(times), "times": times}
+    timed(timing.call, 0, timing.warmup, clock)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    times = timed(timing.call, repeats, 0, clock)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    result: dict[str, Any] = {
+        "median_seconds": statistics.median(times),
+        "times": times,
+        # what the kernel did for this process per timed call
+        "faults_per_call": (after.ru_minflt - before.ru_minflt) / repeats,
+        "system_ms_per_call": 1000 * (after.ru_stime - before.ru_stime) / repeats,
+    }
     if flops:
         result["flops"] = counted_flops(timing.call)
     return result

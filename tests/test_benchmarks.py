@@ -130,6 +130,18 @@ def test_denormals_benchmark_times_both_modes(tmp_path: Path) -> None:
         assert row["ms_per_batch"] > 0 and 0 <= row["denormal_state_share"] <= 1
 
 
+def test_allocator_benchmark_compares_both_settings() -> None:
+    command = [sys.executable, str(BENCHMARKS / "allocator.py"), "--width", "64"]
+    options = ["--batches", "32", "--rounds", "2", "--repeats", "2"]
+    result = subprocess.run([*command, *options], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (row,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert row["glibc_ms"] > 0 and row["fflib_ms"] > 0
+    low, high = row["speedup_range"]
+    assert low <= row["speedup"] <= high
+    assert row["glibc_faults_per_step"] >= 0 and "| ffnet-train 64 | 32 |" in result.stdout
+
+
 def test_speed_worker_times_an_epoch_of_the_size_asked_for() -> None:
     options = ["--impl", "ours", "--case", "epoch-overhead", "--width", "16", "--threads", "1"]
     timings = [run_speed_worker(*options, "--samples", str(samples)) for samples in (256, 2048)]
