@@ -102,6 +102,21 @@ def test_the_probe_refuses_a_model_without_class_goodness() -> None:
     assert isinstance(model, FFCNN)
     with pytest.raises(FFLibError, match="class-goodness"):
         ffcore.create_probe("class-goodness").check(model)
+    with pytest.raises(FFLibError, match="class-goodness-mirrored"):
+        ffcore.create_probe("class-goodness-mirrored").check(model)
+
+
+def test_the_mirrored_probe_adds_the_goodness_of_both_views() -> None:
+    model = make(layers=[10, 20], pool=[2, 1]).eval()
+    x = torch.randn(6, 1, 8, 8)
+    probe = ffcore.create_probe("class-goodness-mirrored")
+    probe.check(model)
+    expected = model.class_scores(x) + model.class_scores(x.flip(-1))
+    assert torch.allclose(probe.scores(model, x), expected)
+    # (B, H, W) is an image too; an image that is its own mirror scores twice over
+    assert torch.allclose(probe.scores(model, x.squeeze(1)), expected)
+    symmetric = x + x.flip(-1)
+    assert torch.allclose(probe.scores(model, symmetric), 2 * model.class_scores(symmetric))
 
 
 def first_layer_inputs(model: ChannelCompetitiveCNN, run: Any) -> list[Tensor]:

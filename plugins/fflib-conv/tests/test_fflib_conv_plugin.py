@@ -51,7 +51,7 @@ COMPONENTS = {
     "layer": ["ffconv2d"],
     "model": ["ffcnn"],
     "preset": ["ffcnn-fashion-mnist"],
-    "probe": ["class-goodness"],
+    "probe": ["class-goodness", "class-goodness-mirrored"],
 }
 
 

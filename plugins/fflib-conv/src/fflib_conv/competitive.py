@@ -204,9 +204,49 @@ class ClassGoodness(ScoringProbe):
         return require(model, ClassGoodnessModel, self.NEEDS).class_scores(x)
 
 
+@runtime_checkable
+class ImageClassGoodnessModel(ClassGoodnessModel, Protocol):
+    """A :class:`ClassGoodnessModel` that shows its inputs as images (for mirroring)."""
+
+    def image(self, x: Tensor) -> Tensor:
+        """``x`` as ``(B, C, H, W)``."""
+        ...
+
+
+class MirroredClassGoodness(ClassGoodness):
+    """:class:`ClassGoodness` of each image and its mirror image, added: two passes.
+
+    For data whose classes do not change when mirrored left to right (clothes, most
+    photographs; not digits or letters), the model trained on mirrored images
+    (``augment = "flip"``) scores both views of an image, and their evidence adds up.
+    """
+
+    NEEDS = (
+        "probe 'class-goodness-mirrored' needs a model with per-class goodness of images "
+        "(class_scores, image), e.g. ffcnn with objective 'channel-competitive'; {model} "
+        "has none: choose another --probe"
+    )
+
+    def check(self, model: nn.Module) -> None:
+        require(model, ImageClassGoodnessModel, self.NEEDS)
+
+    def scores(self, model: nn.Module, x: Tensor) -> Tensor:
+        scorer = require(model, ImageClassGoodnessModel, self.NEEDS)
+        images = scorer.image(x)
+        return scorer.class_scores(images) + scorer.class_scores(images.flip(-1))
+
+
 def class_goodness_probe() -> Probe:
     """Predict the class whose channel group has the most goodness, in one pass.
 
     The goodness is summed over the model's read-out layers (``layer_range``).
     """
     return ClassGoodness()
+
+
+def mirrored_class_goodness_probe() -> Probe:
+    """Predict from the class goodness of each image and its mirror image, added.
+
+    For data whose classes survive a left-right mirror (Fashion-MNIST, CIFAR-10).
+    """
+    return MirroredClassGoodness()

@@ -11,21 +11,22 @@ from typing import Any
 
 
 def ffcnn_fashion_mnist() -> dict[str, Any]:
-    """ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 15 epochs (about 92%).
+    """ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 30 epochs (about 92.9%).
 
     BatchNorm, shifts and mirror images of the training batches, AdamW with weight decay,
-    the last two layers' goodness predicting: the settings of
-    ``examples/configs/ffcnn_fashion_mnist.toml``.
+    the last two layers' goodness of each image and its mirror image predicting: the
+    settings of ``examples/configs/ffcnn_fashion_mnist.toml``.
     """
     return {
         "model": "ffcnn",
         "dataset": "fashion-mnist",
         "layers": [60, 120, 240, 240],
-        "epochs": 15,
+        "epochs": 30,
         "batch_size": 128,
         "lr": 0.03,
         "lr_schedule": "cosine",
         "precision": "bf16",
+        "probe": "class-goodness-mirrored",
         "model_options": {
             "objective": "channel-competitive",
             "kernel_size": 3,
