@@ -352,7 +352,7 @@ class DataParallel:
         skipping = run.config.on_nonfinite == "skip"  # decides within the batch: no overlap
         self._stages = [] if not self.overlap or skipping else layer_stages(run.model)
         self.gradients.start(run, deferred=bool(self._stages))
-        # a plugin reading the model at the end of every batch (ffdebug) sees it settled
+        # a plugin reading the model at the end of every batch (a tracer) sees it settled
         self._settle_each_batch = get_plugin_manager().has_implementations("fflib_batch_end")
 
     def stop_requests(self) -> StopRequests:

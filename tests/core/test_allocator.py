@@ -65,7 +65,7 @@ def test_keep_malloc_environment_variable_leaves_the_allocator_alone(
 ) -> None:
     monkeypatch.setenv(allocator.KEEP_MALLOC_ENV, "1")
     assert allocator.reuse_freed_memory() is False
-    first, changed, then = _faults({allocator.KEEP_MALLOC_ENV: "1"})
+    _, changed, then = _faults({allocator.KEEP_MALLOC_ENV: "1"})
     assert not changed
     if GLIBC:
         assert then > 10_000  # still faulted in every step

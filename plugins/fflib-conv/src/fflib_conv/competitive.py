@@ -245,7 +245,7 @@ def class_goodness_probe() -> Probe:
 
 
 def mirrored_class_goodness_probe() -> Probe:
-    """Predict from the class goodness of each image and its mirror image, added.
+    """class-goodness of each image and its mirror image, added (two passes).
 
     For data whose classes survive a left-right mirror (Fashion-MNIST, CIFAR-10).
     """

@@ -57,6 +57,6 @@ def fflib_register_presets(register: Register) -> None:
         "ffcnn-fashion-mnist",
         "fflib_conv.presets:ffcnn_fashion_mnist",
         description=(
-            "ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 30 epochs (about 92.9%)."
+            "ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 30 epochs (92.9%)."
         ),
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def ffcnn_fashion_mnist() -> dict[str, Any]:
-    """ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 30 epochs (about 92.9%).
+    """ffcnn on Fashion-MNIST: channel-competitive FF, 4 conv layers, 30 epochs (92.9%).
 
     BatchNorm, shifts and mirror images of the training batches, AdamW with weight decay,
     the last two layers' goodness of each image and its mirror image predicting: the
