@@ -15,42 +15,40 @@ page faults and system time per step, which is where the difference goes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-WORKER = Path(__file__).resolve().parent / "speed_worker.py"
-ROOT = WORKER.parent.parent
+HERE = Path(__file__).resolve().parent
+
+
+def speed_benchmark() -> ModuleType:
+    """``benchmarks/speed.py``, whose worker launcher this benchmark shares."""
+    name = "fflib_speed_benchmark"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "speed.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def measure(case: str, batch: int, width: int, repeats: int, keep: bool) -> dict[str, Any]:
     """One fresh worker process's median CPU seconds per step, with its faults."""
-    env = {**os.environ, "FFLIB_KEEP_MALLOC": "1" if keep else "0"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
-    command = [
-        sys.executable,
-        str(WORKER),
-        "--impl",
-        "ours",
-        "--case",
-        case,
-        "--batch",
-        str(batch),
-        "--width",
-        str(width),
-        "--threads",
-        "1",
-        "--clock",
-        "cpu",
-        "--repeats",
-        str(repeats),
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    os.environ["FFLIB_KEEP_MALLOC"] = "1" if keep else "0"  # the worker inherits it
+    args = argparse.Namespace(
+        threads=1,
+        device="cpu",
+        repeats=repeats,
+        clock="cpu",
+        cache=Path.home() / ".cache" / "fflib" / "bench",
+    )
+    result: dict[str, Any] = speed_benchmark().worker("ours", case, batch, width, args)
     return result
 
 

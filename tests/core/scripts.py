@@ -1,7 +1,9 @@
-"""Starting a small Python script in a process of its own (to kill it, or hold a lock)."""
+"""Starting a small Python script in a process of its own (to kill it, hold a lock, or see
+what a fresh process does)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,3 +25,17 @@ def start_script(script: Path, source: str, *args: str, ready: str) -> subproces
         process.wait(timeout=30)
         raise
     return process
+
+
+def run_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
+    """Run ``code`` with ``python -c`` under this environment plus ``env``; what it
+    printed, stripped (the run must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

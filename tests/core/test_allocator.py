@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import platform
-import subprocess
 import sys
 
 import pytest
 
 from ffcore import allocator
+from tests.core.scripts import run_in_a_fresh_process
 
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
@@ -40,15 +39,7 @@ print(first, changed, faults())
 
 
 def _faults(env: dict[str, str]) -> tuple[float, bool, float]:
-    result = subprocess.run(
-        [sys.executable, "-c", _FAULTS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    first, changed, then = result.stdout.split()
+    first, changed, then = run_in_a_fresh_process(_FAULTS, env).split()
     return float(first), changed == "True", float(then)
 
 

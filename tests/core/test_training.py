@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,6 +17,7 @@ from ffcore.interfaces import Batch
 from ffcore.plugin_manager import FFPluginManager
 from ffcore.schedules import lr_factor
 from ffcore.training import build_run, evaluate, train
+from tests.core.scripts import run_in_a_fresh_process
 
 
 def test_tiny_run_learns_digits_well_above_chance() -> None:
@@ -154,18 +152,6 @@ def test_probe_that_cannot_read_the_model_fails_early() -> None:
         probe.check(NoScores())
 
 
-def _run_in_a_fresh_process(code: str, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 _FLUSH = (
     "from ffcore.devices import denormals_flushed, flush_denormals\n"
     "before = denormals_flushed()\n"
@@ -174,11 +160,11 @@ _FLUSH = (
 
 
 def test_flush_denormals_sets_the_mode() -> None:
-    assert _run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "0"}) == "False True True"
+    assert run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "0"}) == "False True True"
 
 
 def test_keep_denormals_environment_variable_opts_out() -> None:
-    assert _run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "1"}) == "False False False"
+    assert run_in_a_fresh_process(_FLUSH, {"FFLIB_KEEP_DENORMALS": "1"}) == "False False False"
 
 
 class _FlushSpy:
