@@ -43,6 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import torch
@@ -330,12 +331,6 @@ def load() -> str:
         return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
     except OSError:
         return "load average unknown"
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def span(values: list[float], fmt: str = ",.0f", suffix: str = "") -> str:

@@ -149,7 +149,8 @@ class GradientAveraging:
         self._hooks: list[Any] = []
         self._buckets: dict[int, _Bucket] = {}
         self._deferred: list[torch.optim.Optimizer] = []
-        #: Steps held back by :meth:`defer`: bucket, the real step, the reductions.
+        #: Steps held back (``install(..., deferred=True)``): bucket, the real step, the
+        #: reductions in flight.
         self._pending: dict[int, tuple[_Bucket, Callable[[], Any], list[dist.Work]]] = {}
         #: Bytes this rank sent into all-reduces, and seconds it spent reducing.
         self.bytes_reduced = 0
@@ -217,8 +218,8 @@ class GradientAveraging:
         return reduced[0]
 
     def settle(self, optimizers: Iterable[torch.optim.Optimizer] | None = None) -> None:
-        """Take the steps :meth:`defer` held back (of ``optimizers``, or all): wait for
-        their gradients' averages, then step."""
+        """Take the steps held back (of ``optimizers``, or all; see :meth:`install`): wait
+        for their gradients' averages, then step."""
         wanted = None if optimizers is None else {id(o) for o in optimizers}
         for key in list(self._pending):
             if wanted is None or key in wanted:
