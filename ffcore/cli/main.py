@@ -14,8 +14,13 @@ Commands import what they need when they run.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import os
-from typing import Any
+import sys
+import traceback
+from typing import Any, NoReturn
 
 import click
 
@@ -147,4 +152,40 @@ def prepare_to_compute() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="ff")
+    if not rank_prefix():
+        cli(prog_name="ff")
+        return
+    try:
+        cli(prog_name="ff")
+    except SystemExit as exited:
+        leave_rank(exit_status(exited.code))
+    except BaseException:  # --debug lets errors through: print them as Python would
+        traceback.print_exc()
+        leave_rank(1)
+    leave_rank(0)
+
+
+def exit_status(code: object) -> int:
+    """The status ``sys.exit(code)`` ends a process with: ``None`` is 0, an int is itself,
+    anything else is printed and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def leave_rank(status: int) -> NoReturn:
+    """End one of several processes with ``status`` once its output is flushed, without
+    the interpreter's teardown: that teardown destroys gloo's C++ process groups and
+    threads while Python itself is being dismantled, and a rank could then abort with
+    SIGABRT ("terminate called without an active exception") after a run or an error
+    that had ended cleanly, which the launcher would report as that rank's failure.
+    The ``atexit`` handlers (a TensorBoard writer's last flush) still run first."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or a pipe nobody reads
+            stream.flush()
+    os._exit(status)

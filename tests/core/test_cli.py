@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -235,3 +236,67 @@ def test_plugins_can_add_subcommands(manager: FFPluginManager) -> None:
     assert invoke("hello", "world").output == "hello world\n"
     without = CliRunner().invoke(cli, ["--disable-plugin", "greeter", "hello", "x"])
     assert without.exit_code == 2 and "No such command 'hello'" in without.output
+
+
+class Left(Exception):
+    """What the patched ``os._exit`` raises, with the status a rank would have ended with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["--version"], 0),
+        (["eval", "/nonexistent/run.pt"], 2),
+        (["--debug", "eval", "/nonexistent/run.pt"], 1),
+    ],
+)
+def test_a_rank_leaves_with_its_status_after_its_exit_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    status: int,
+) -> None:
+    from ffcore.cli import main as cli_main
+
+    def leave(code: int) -> None:
+        raise Left(code)
+
+    exit_handlers: list[str] = []
+    monkeypatch.setattr(os, "_exit", leave)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: exit_handlers.append("ran"))
+    monkeypatch.setattr(sys, "argv", ["ff", *argv])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(Left) as left:
+        cli_main.main()
+    assert left.value.status == status
+    assert exit_handlers == ["ran"]
+    printed = capsys.readouterr()
+    if status == 0:
+        assert ffcore.__version__ in printed.out
+    elif status == 2:
+        assert printed.err.startswith("Error: rank 1: checkpoint /nonexistent/run.pt does not")
+    else:
+        assert "Traceback" in printed.err and "CheckpointError" in printed.err
+
+
+def test_one_process_exits_as_python_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ffcore.cli import main as cli_main
+
+    monkeypatch.setattr(os, "_exit", lambda code: pytest.fail("os._exit called"))
+    monkeypatch.setattr(sys, "argv", ["ff", "train", "--dataset", "imagenet"])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main()
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (3, 3), ("bye", 1)])
+def test_exit_status_is_what_sys_exit_would_end_with(code: object, status: int) -> None:
+    from ffcore.cli.main import exit_status
+
+    assert exit_status(code) == status
