@@ -96,6 +96,8 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
     }
     if args.layers:
         common["layers"] = args.layers
+    if args.val_split is not None:
+        common["val_split"] = args.val_split
     settings = VARIANTS[variant]
     if settings is None:
         return build_config(preset=ffcore.get_preset("seed"), overrides=common)
@@ -180,6 +182,12 @@ def main() -> None:
     parser.add_argument("--use", type=float, default=1.0)
     parser.add_argument("--layers", type=int, nargs="+", help="widths (default: 2000 2000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--val-split",
+        type=float,
+        help="share of the training set held out for validation (default: the data "
+        "set's); 0 trains on all of it and keeps the last epoch",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")

@@ -100,6 +100,29 @@ def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
     assert row["test_acc"] > 0.5  # a trained read-out on random features, far above chance
 
 
+@pytest.mark.parametrize("val_split", [None, 0.0, 0.2])
+def test_accuracy_val_split_reaches_every_variant(val_split: float | None) -> None:
+    accuracy = load_benchmark("accuracy")
+    args = argparse.Namespace(
+        dataset="fashion-mnist",
+        epochs=5,
+        recipe_epochs=None,
+        use=1.0,
+        layers=[4000],
+        seed=1,
+        device="cpu",
+        precision="fp32",
+        val_split=val_split,
+    )
+    expected = TrainConfig().val_split if val_split is None else val_split
+    for variant in ("recipe", "bp", "default"):
+        config = accuracy.config_for(variant, args)
+        assert config.val_split == expected and config.layers == [4000], variant
+    recipe = accuracy.config_for("recipe", args)
+    assert recipe.model == "ffc" and recipe.loss == "softmax"  # the recipe's own settings
+    assert accuracy.control_of(recipe).val_split == expected
+
+
 def test_accuracy_control_needs_a_readout() -> None:
     accuracy = load_benchmark("accuracy")
     with pytest.raises(InvalidValueError, match=r"model.*'ffnet'.*--control"):
