@@ -182,7 +182,7 @@ def leave_rank(status: int) -> NoReturn:
     threads while Python itself is being dismantled, and a rank could then abort with
     SIGABRT ("terminate called without an active exception") after a run or an error
     that had ended cleanly, which the launcher would report as that rank's failure.
-    The ``atexit`` handlers (a TensorBoard writer's last flush) still run first."""
+    The ``atexit`` handlers (a plugin closing its files) still run first."""
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
