@@ -41,14 +41,11 @@ def speed_benchmark() -> ModuleType:
 def measure(case: str, batch: int, width: int, repeats: int, keep: bool) -> dict[str, Any]:
     """One fresh worker process's median CPU seconds per step, with its faults."""
     os.environ["FFLIB_KEEP_MALLOC"] = "1" if keep else "0"  # the worker inherits it
+    speed = speed_benchmark()
     args = argparse.Namespace(
-        threads=1,
-        device="cpu",
-        repeats=repeats,
-        clock="cpu",
-        cache=Path.home() / ".cache" / "fflib" / "bench",
+        threads=1, device="cpu", repeats=repeats, clock="cpu", cache=speed.DEFAULT_CACHE
     )
-    result: dict[str, Any] = speed_benchmark().worker("ours", case, batch, width, args)
+    result: dict[str, Any] = speed.worker("ours", case, batch, width, args)
     return result
 
 

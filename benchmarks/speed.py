@@ -57,6 +57,8 @@ else:  # pragma: no cover - FFLib's dependencies bring tomli there
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKER = HERE / "speed_worker.py"
+#: Where FFLib 0.3.0 and the trees timed are installed, once.
+DEFAULT_CACHE = Path.home() / ".cache" / "fflib" / "bench"
 FEATURES, CLASSES = 784, 10
 SEED_VERSION = "0.3.0"
 SEED_NAME = f"fflib-{SEED_VERSION}"
@@ -751,7 +753,7 @@ def parser() -> argparse.ArgumentParser:
         "shared with other work disturbs least (with more threads it also counts their waits)",
     )
     parser.add_argument("--quick", action="store_true", help="1 round, no scaling tables")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fflib" / "bench")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     return parser
 
 
