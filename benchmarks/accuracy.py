@@ -17,7 +17,8 @@ epoch), then a Markdown table for the README.
 with ``ff_epochs = 0``, so the FF layers keep their initial weights (checked, and
 reported as ``ff_weights_unchanged``) while the read-out trains alone for the same total
 number of epochs. What the recipe gains over its control is what the FF layers learned.
-``--tryall`` also reports an FF+C model's TryAll (FF-only) test accuracy.
+``--tryall`` also reports an FF+C model's TryAll (FF-only) test accuracy. ``--ema-decay``
+sets the weight averaging of every variant alike (a baseline gets what the recipe has).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
         common["layers"] = args.layers
     if args.val_split is not None:
         common["val_split"] = args.val_split
+    if getattr(args, "ema_decay", None) is not None:
+        common["ema_decay"] = args.ema_decay
     settings = VARIANTS[variant]
     if settings is None:
         return build_config(preset=ffcore.get_preset("seed"), overrides=common)
@@ -187,6 +190,12 @@ def main() -> None:
         type=float,
         help="share of the training set held out for validation (default: the data "
         "set's); 0 trains on all of it and keeps the last epoch",
+    )
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        help="weight averaging for every variant, as ff train --ema-decay (default: each "
+        "variant's own; 0 switches it off)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)

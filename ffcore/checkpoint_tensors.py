@@ -244,6 +244,53 @@ def check_selection(value: object, path: Path_) -> None:
         raise schema_error(path, "state.selection.keep", "'best' or 'last'", value["keep"])
 
 
+def _check_weight_table(
+    value: object, path: Path_, field: str, like: Mapping[str, Tensor], *, every: bool
+) -> None:
+    """A table of tensors shaped as ``like``'s, with all its names (``every``) or some."""
+    if not isinstance(value, dict):
+        raise schema_error(path, field, "a table of tensors", value)
+    unknown = [name for name in value if name not in like]
+    if unknown:
+        raise schema_error(path, field, f"only the averaged weights, not {unknown[0]!r}")
+    missing = [name for name in like if name not in value]
+    if every and missing:
+        raise schema_error(path, field, f"a tensor for {missing[0]!r} (this model trains it)")
+    for name, tensor in value.items():
+        expected = like[name]
+        check_tensor(tensor, path, f"{field}.{name}", shape=expected.shape, dtype=expected.dtype)
+
+
+def check_average_state(
+    value: object, path: Path_, averages: Mapping[str, Tensor] | None, optimizers: int
+) -> None:
+    """The weight average's state (``--ema-decay``): ``null`` when the run does not average,
+    else averages of the trained weights' shapes and a counter and flag per optimizer."""
+    field = "state.average"
+    if averages is None or value is None:
+        if averages is None and value is not None:
+            raise schema_error(path, field, "null (the run averages no weights)", value)
+        if averages is not None:
+            raise schema_error(path, field, "the weight average's state (the run averages)")
+        return
+    if not isinstance(value, dict):
+        raise schema_error(path, field, "a table", value)
+    _check_weight_table(value.get("averages"), path, f"{field}.averages", averages, every=True)
+    if value.get("training") is not None:
+        _check_weight_table(value["training"], path, f"{field}.training", averages, every=False)
+    updates, stepped = value.get("updates"), value.get("stepped")
+    if not isinstance(updates, list) or len(updates) != optimizers:
+        raise schema_error(path, f"{field}.updates", f"a list of {optimizers} counters", updates)
+    for index in range(optimizers):
+        check_counter({"n": updates[index]}, "n", path, field=f"{field}.updates[{index}]")
+    if (
+        not isinstance(stepped, list)
+        or len(stepped) != optimizers
+        or not all(isinstance(flag, bool) for flag in stepped)
+    ):
+        raise schema_error(path, f"{field}.stepped", f"a list of {optimizers} booleans", stepped)
+
+
 def check_training_state(
     state: Mapping[str, Any],
     path: Path_,
@@ -251,8 +298,11 @@ def check_training_state(
     model: nn.Module,
     optimizers: Sequence[torch.optim.Optimizer],
     batches_per_epoch: int,
+    averages: Mapping[str, Tensor] | None = None,
 ) -> None:
-    """The counters, learning rates, RNG states and weights a run resumes from."""
+    """The counters, learning rates, RNG states and weights a run resumes from
+    (``averages``: the run's weight averages, when it averages)."""
+    check_average_state(state.get("average"), path, averages, len(optimizers))
     resume_weights = state.get("resume_weights")
     if resume_weights is not None:
         if not isinstance(resume_weights, dict):

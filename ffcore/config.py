@@ -128,6 +128,13 @@ class TrainConfig:
         choices=("constant", "linear-cooldown", "cosine"),
         expected="'constant', 'linear-cooldown' or 'cosine'",
     )
+    ema_decay: float = setting_field(
+        0.0,
+        "Evaluate and keep an exponential moving average of the weights with this decay "
+        "per optimizer step, e.g. 0.999 (0: the last step's weights).",
+        expected="a number in [0, 1)",
+        check=lambda v: 0 <= v < 1,
+    )
     threshold: float | None = setting_field(
         None, "Goodness threshold (default: the goodness').", expected="a finite number"
     )

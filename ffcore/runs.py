@@ -55,6 +55,7 @@ def training_state(run: TrainingRun) -> dict[str, Any]:
         "base_lrs": run.base_lrs,
         "loss_reference": run.loss_reference,
         "selection": run.selection.state_dict(),
+        "average": run.average.state_dict() if run.average is not None else None,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -129,6 +130,7 @@ def resume_run(
         model=run.model,
         optimizers=run.model.optimizers(),
         batches_per_epoch=num_batches(len(run.data.train), config.batch_size),
+        averages=run.average.averages if run.average is not None else None,
     )
     restore_weights(run.model, payload, path)
     run.epoch, run.batch, run.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
@@ -138,6 +140,8 @@ def resume_run(
     run.loss_reference = float(reference) if reference is not None else None
     run.history = list(meta.get("history", []))
     restore_selection(run, state, path)
+    if run.average is not None:
+        run.average.load_state_dict(state["average"])
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         for device, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):

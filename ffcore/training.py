@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ffcore.allocator import reuse_freed_memory
+from ffcore.averaging import WeightAverage
 from ffcore.components import normalize_name
 from ffcore.config import TrainConfig
 from ffcore.data import epoch_generator, iterate_batches, num_batches
@@ -109,6 +110,9 @@ class TrainingRun:
     #: How this process shares the run with others (``None``: it trains alone); see
     #: :mod:`ffcore.distributed`.
     parallel: ParallelTraining | None = None
+    #: The moving average of the weights that the run evaluates and keeps (``ema_decay``;
+    #: ``None``: off). See :mod:`ffcore.averaging`.
+    average: WeightAverage | None = None
 
 
 def build_run(config: TrainConfig) -> TrainingRun:
@@ -182,6 +186,9 @@ def build_run(config: TrainConfig) -> TrainingRun:
             config.keep,
             config.early_stop,
             has_validation=data.val is not None and len(data.val) > 0,
+        ),
+        average=(
+            WeightAverage(model, model.optimizers(), config.ema_decay) if config.ema_decay else None
         ),
     )
 
@@ -346,6 +353,7 @@ def _train(
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     run.selection.restart(model)  # a finished run trained on: from its last weights
+    average = run.average
     model.train()
     guard = GrowthGuard(model) if check_finite else None
     lr_note = f" (it is {config.lr:g})" if config.lr is not None else ""
@@ -361,6 +369,8 @@ def _train(
                 optimizers, run.base_lrs, [f * s for f, s in zip(factors, scales, strict=True)]
             )
             model.on_epoch_start(epoch, config.epochs)
+            if average is not None:
+                average.epoch_start()  # the raw weights back, for training to go on from
             if progress is not None:
                 progress.epoch_start(epoch + 1, config.epochs, batches)
             epoch_started = time.perf_counter()
@@ -409,6 +419,8 @@ def _train(
             else:  # every rank raises alike, or none does
                 parallel.agree(checks)
                 loss_sum = parallel.total_loss(loss_sum)
+            if average is not None:
+                average.epoch_end()  # from here on the model holds the averages
             metrics = {"epoch": float(epoch + 1), "loss": float(loss_sum) / batches}
             if run.data.val is not None and len(run.data.val):
                 metrics["val_acc"] = score(

@@ -123,6 +123,28 @@ def test_accuracy_val_split_reaches_every_variant(val_split: float | None) -> No
     assert accuracy.control_of(recipe).val_split == expected
 
 
+@pytest.mark.parametrize("ema_decay", [None, 0.0, 0.999])
+def test_accuracy_ema_decay_reaches_every_variant_and_control(ema_decay: float | None) -> None:
+    accuracy = load_benchmark("accuracy")
+    args = argparse.Namespace(
+        dataset="fashion-mnist",
+        epochs=5,
+        recipe_epochs=None,
+        use=1.0,
+        layers=None,
+        seed=0,
+        device="cpu",
+        precision="fp32",
+        val_split=None,
+        ema_decay=ema_decay,
+    )
+    recipe = accuracy.config_for("recipe", args)
+    own = recipe.ema_decay if ema_decay is None else ema_decay
+    assert accuracy.control_of(recipe).ema_decay == recipe.ema_decay == own
+    bp = accuracy.config_for("bp", args)
+    assert bp.ema_decay == (TrainConfig().ema_decay if ema_decay is None else ema_decay)
+
+
 def test_accuracy_control_needs_a_readout() -> None:
     accuracy = load_benchmark("accuracy")
     with pytest.raises(InvalidValueError, match=r"model.*'ffnet'.*--control"):

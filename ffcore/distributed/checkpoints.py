@@ -10,7 +10,8 @@ in a single process, or in any number of processes. Rank 0 writes it:
 - layer pipeline: each rank holds the current state of its own layers (and the last rank
   of the read-out), so every rank sends rank 0 the ``state_dict`` entries and the
   optimizer states it trains, and rank 0 writes the whole model (and the copies of them
-  the run's epoch selection holds: the best epoch's and the last's). Rank 0's random
+  the run's epoch selection holds, the best epoch's and the last's, and the weight
+  average's). Rank 0's random
   generator is the run's (only the first stage draws negatives).
 
 Every rank waits until the file is written before it goes on: a launcher stops all
@@ -26,6 +27,7 @@ from typing import Any
 import torch.distributed as dist
 from torch import Tensor
 
+from ffcore.averaging import WeightAverage
 from ffcore.distributed.faults import communicating
 from ffcore.distributed.pipeline import LayerPipeline, owner_of
 from ffcore.errors import CheckpointError
@@ -49,20 +51,47 @@ def _stage_state(run: TrainingRun, pipeline: LayerPipeline) -> dict[str, Any]:
         first = optimizer.param_groups[0]["params"][0]
         if owner(names.get(id(first), "")) == pipeline.stage:
             optimizers[index] = optimizer.state_dict()
+    average = run.average
     return {
         "weights": owned(model.state_dict()),
         "best": owned(run.selection.best_weights),
         "last": owned(run.selection.last_weights),
         "optimizers": optimizers,
+        "average": (
+            None
+            if average is None
+            else {
+                "averages": owned(average.averages),
+                "training": owned(average.training),
+                "counters": {i: (average.updates[i], average.stepped[i]) for i in optimizers},
+            }
+        ),
         "skipped": run.skipped,
     }
+
+
+def _merge_average(average: WeightAverage, part: Mapping[str, Any]) -> None:
+    """One stage's share of the weight average, into rank 0's."""
+    for name, tensor in part["averages"].items():
+        average.averages[name].copy_(tensor)
+    if average.training is not None and part["training"] is not None:
+        for name, tensor in part["training"].items():
+            average.training[name] = tensor.to(average.averages[name].device)
+    for index, (updates, stepped) in part["counters"].items():
+        average.updates[index], average.stepped[index] = updates, stepped
 
 
 def gather_stages(run: TrainingRun, pipeline: LayerPipeline) -> None:
     """Bring every stage's layers and optimizer states into rank 0's model (a collective:
     every rank of the pipeline calls it)."""
     # the replicas of a stage (the 2-D layout) hold the same state: the first one sends it
-    empty: dict[str, Any] = {"weights": {}, "best": {}, "last": {}, "optimizers": {}}
+    empty: dict[str, Any] = {
+        "weights": {},
+        "best": {},
+        "last": {},
+        "optimizers": {},
+        "average": None,
+    }
     state = _stage_state(run, pipeline) if pipeline.column == 0 else empty
     state["skipped"] = run.skipped
     gathered: list[Any] | None = [None] * pipeline.world_size if pipeline.rank == 0 else None
@@ -82,6 +111,8 @@ def gather_stages(run: TrainingRun, pipeline: LayerPipeline) -> None:
             selection.last_weights.update(part["last"])
         for index, optimizer_state in part["optimizers"].items():
             optimizers[index].load_state_dict(optimizer_state)
+        if run.average is not None and part["average"] is not None:
+            _merge_average(run.average, part["average"])
         run.skipped = max(run.skipped, int(part["skipped"]))
     model.load_state_dict(weights)
 

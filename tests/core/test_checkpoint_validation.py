@@ -377,3 +377,65 @@ def test_an_exported_safetensors_file_is_checked_the_same_way(
         import ffcore
 
         ffcore.load(damaged)
+
+
+# --- the weight average (--ema-decay) a run resumes with --------------------------------
+
+
+@pytest.fixture(scope="module")
+def averaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run's checkpoint that averages its weights (the same run as ``saved``)."""
+    return trained_checkpoint(tmp_path_factory.mktemp("averaged") / "run.pt", ema_decay=0.9)
+
+
+AVERAGE_DAMAGE = [
+    ("averages/layers.0.linear.weight", lambda: torch.zeros(30, 74), "a tensor of shape (32, 74)"),
+    ("averages/layers.0.linear.bias", _DELETE, "a tensor for 'layers.0.linear.bias'"),
+    ("averages/extra", lambda: torch.zeros(1), "only the averaged weights, not 'extra'"),
+    ("averages", lambda: [1], "a table of tensors"),
+    (
+        "training/layers.0.linear.weight",
+        lambda: torch.zeros(32, 74, dtype=torch.float64),
+        "a torch.float32 tensor",
+    ),
+    ("updates", lambda: [1, 2], "a list of 1 counters"),
+    ("updates/0", -1, "an integer from 0"),
+    ("stepped", lambda: ["yes"], "a list of 1 booleans"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "expected"), AVERAGE_DAMAGE)
+def test_a_damaged_weight_average_is_named_before_resuming(
+    averaged: Path, tmp_path: Path, where: str, value: Any, expected: str
+) -> None:
+    bad = rewrite(averaged, tmp_path / "bad.pt", _set(f"state/average/{where}", value))
+    result = invoke("train", "--resume", str(bad), "--epochs", "2")
+    assert_one_clean_error(result, f"Error: {bad}: field state.average", expected)
+
+
+def test_a_weight_average_must_match_the_run_averaging_or_not(
+    saved: Path, averaged: Path, tmp_path: Path
+) -> None:
+    extra = raw_payload(averaged)["state"]["average"]
+    stray = rewrite(saved, tmp_path / "stray.pt", _set("state/average", lambda: extra))
+    assert_one_clean_error(
+        invoke("train", "--resume", str(stray)), "state.average: expected null (the run averages"
+    )
+    missing = rewrite(averaged, tmp_path / "missing.pt", _set("state/average", None))
+    assert_one_clean_error(
+        invoke("train", "--resume", str(missing)), "state.average: expected the weight average's"
+    )
+
+
+def test_an_averaged_checkpoint_resumes_and_evaluates(averaged: Path, tmp_path: Path) -> None:
+    out = tmp_path / "two.pt"
+    assert (
+        invoke("train", "--resume", str(averaged), "--epochs", "2", "--out", str(out)).exit_code
+        == 0
+    )
+    payload = raw_payload(out)
+    average = payload["state"]["average"]
+    assert average["updates"][0] > 0
+    for name, tensor in average["averages"].items():
+        assert torch.equal(payload["model"][name], tensor)  # the model is the averages
+    assert invoke("eval", str(out)).exit_code == 0

@@ -79,6 +79,28 @@ JOBS: dict[str, Job] = {
         {"model": "ffc", "negatives": "inverse", "parallel": "data", "layers": [32, 24, 16]},
         overlap=False,
     ),
+    # weight averaging: its step hooks fire when a held-back step is taken
+    "dp-ffc-ema": Job(
+        {
+            "model": "ffc",
+            "negatives": "inverse",
+            "parallel": "data",
+            "epochs": 2,
+            "ema_decay": 0.9,
+            "model_options": {"schedule": "joint", "ff_epochs": 1},
+        }
+    ),
+    "dp-ffc-ema-waiting": Job(
+        {
+            "model": "ffc",
+            "negatives": "inverse",
+            "parallel": "data",
+            "epochs": 2,
+            "ema_decay": 0.9,
+            "model_options": {"schedule": "joint", "ff_epochs": 1},
+        },
+        overlap=False,
+    ),
     "dp-ffrnn": Job(
         {"model": "ffrnn", "negatives": "inverse", "parallel": "data", "layers": [16, 16]}
     ),
@@ -110,6 +132,19 @@ JOBS: dict[str, Job] = {
             "parallel": "layers",
             "loss": "symba",
             "model_options": {"schedule": "joint", "classifier_lr": 0.03},
+        }
+    ),
+    # weight averaging: each stage averages its own layers, rank 0 gathers the averages
+    "pp-ffc-ema": Job(
+        {
+            "model": "ffc",
+            "layers": [32, 24, 16],
+            "epochs": 3,
+            "keep": "best",
+            "parallel": "layers",
+            "loss": "symba",
+            "ema_decay": 0.9,
+            "model_options": {"schedule": "joint", "ff_epochs": 2},
         }
     ),
     "pp-recompute": Job(

@@ -53,7 +53,7 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel())
 
 
-@pytest.mark.parametrize("name", ["dp-ffnet", "dp-ffc", "dp-ffrnn", "dp-bp"])
+@pytest.mark.parametrize("name", ["dp-ffnet", "dp-ffc", "dp-ffc-ema", "dp-ffrnn", "dp-bp"])
 def test_data_parallel_matches_one_process_on_the_global_batch(
     jobs: Path, name: str, tmp_path: Path
 ) -> None:
@@ -62,21 +62,36 @@ def test_data_parallel_matches_one_process_on_the_global_batch(
     # the same steps up to the order of the sums: weights agree to float32 rounding,
     # through 14 steps whose last batch (7 rows) splits 3 + 4 over the ranks
     assert max_difference(parallel["model"], alone["model"]) < 1e-5
-    assert parallel["state"]["step"] == alone["state"]["step"] == 14
+    steps = 14 * parallel["meta"]["epoch"]
+    assert parallel["state"]["step"] == alone["state"]["step"] == steps
     metrics, expected = parallel["meta"]["metrics"], alone["meta"]["metrics"]
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
     assert metrics["val_acc"] == pytest.approx(expected["val_acc"], abs=0.015)
 
 
-@pytest.mark.parametrize("name", ["dp-ffnet", "dp-ffc-inverse"])
+@pytest.mark.parametrize("name", ["dp-ffnet", "dp-ffc-inverse", "dp-ffc-ema"])
 def test_overlapped_averaging_gives_the_weights_of_waiting_for_it(jobs: Path, name: str) -> None:
-    overlapped, waiting = job(jobs, name)["model"], job(jobs, f"{name}-waiting")["model"]
-    assert overlapped.keys() == waiting.keys()
-    for key, value in waiting.items():
-        assert torch.equal(overlapped[key], value), key
+    overlapped, waiting = job(jobs, name), job(jobs, f"{name}-waiting")
+    assert overlapped["model"].keys() == waiting["model"].keys()
+    for key, value in waiting["model"].items():
+        assert torch.equal(overlapped["model"][key], value), key
+    assert_same_average(overlapped["state"].get("average"), waiting["state"].get("average"))
 
 
-@pytest.mark.parametrize("name", ["pp-ffnet", "pp-ffc", "pp-best", "pp-recompute"])
+def assert_same_average(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> None:
+    """Two runs' weight averages (``--ema-decay``) are the same, bit for bit."""
+    assert (ours is None) == (theirs is None)
+    if ours is None or theirs is None:
+        return
+    assert (ours["updates"], ours["stepped"]) == (theirs["updates"], theirs["stepped"])
+    assert ours["updates"][0] > 0
+    for table in ("averages", "training"):
+        assert (ours[table] is None) == (theirs[table] is None), table
+        for key, value in (theirs[table] or {}).items():
+            assert torch.equal(ours[table][key], value), (table, key)
+
+
+@pytest.mark.parametrize("name", ["pp-ffnet", "pp-ffc", "pp-best", "pp-ffc-ema", "pp-recompute"])
 def test_the_pipeline_equals_one_process_bit_for_bit(jobs: Path, name: str, tmp_path: Path) -> None:
     pipelined = job(jobs, name)
     alone = one_process(JOBS[name].settings, tmp_path / "one.pt")
@@ -87,6 +102,7 @@ def test_the_pipeline_equals_one_process_bit_for_bit(jobs: Path, name: str, tmp_
             for field, value in state.items():
                 assert torch.equal(ours["state"][index][field], value), (index, field)
     assert torch.equal(pipelined["state"]["rng_cpu"], alone["state"]["rng_cpu"])
+    assert_same_average(pipelined["state"].get("average"), alone["state"].get("average"))
     # the weights training continues from, when the kept (best) epoch is not the last
     resumed = alone["state"].get("resume_weights")
     assert (resumed is None) == (pipelined["state"].get("resume_weights") is None)
