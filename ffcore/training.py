@@ -298,6 +298,9 @@ def train(
     the test then stops at once (:class:`~ffcore.signals.StopNow`) and the trained run is
     already on disk. ``stop`` is the caller's :class:`~ffcore.signals.StopRequests` when it
     holds the signal handler beyond training (``ff train`` does, until its last save).
+    With ``config.ema_decay`` the model holds its weights' moving averages after each
+    epoch and at the end, and those are what is validated, kept, tested and saved (see
+    :mod:`ffcore.averaging`).
 
     Denormal floats are flushed to zero in the calling thread while it trains, and the
     previous mode is restored after (see :func:`~ffcore.devices.flush_denormals` for

@@ -72,7 +72,9 @@ class FFModel(nn.Module, ABC):
         }
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        """Every optimizer the model steps (per-layer ones included), for checkpoints."""
+        """Every optimizer the model steps (per-layer ones included), for checkpoints,
+        the learning-rate schedule and weight averaging: the same objects for the whole
+        run, each stepped with ``step()``."""
         found: list[torch.optim.Optimizer] = []
         for module in self.modules():
             optimizer = getattr(module, "optimizer", None)
