@@ -75,6 +75,17 @@ def fashion_mnist() -> dict[str, Any]:
     return _softmax_over_labels("fashion-mnist", 2000)
 
 
+def fashion_mnist_ff() -> dict[str, Any]:
+    """Fashion-MNIST, predicted by the FF layer alone (TryAll): the recipe at 4000 units,
+    its weights averaged, trained on all 60,000 images so that the last epoch is kept."""
+    return {
+        **_softmax_over_labels("fashion-mnist", 4000),
+        "probe": "tryall",
+        "val_split": 0.0,
+        "ema_decay": 0.999,
+    }
+
+
 def mnist() -> dict[str, Any]:
     """MNIST recipe: Fashion-MNIST's, for the same 28x28 grey images (not measured here:
     MNIST cannot be downloaded on the machine the recipes were measured on)."""
@@ -106,6 +117,7 @@ def fflib_register_presets(register: Register) -> None:
     register("plain", plain)
     register("digits", digits)
     register("fashion-mnist", fashion_mnist)
+    register("fashion-mnist-ff", fashion_mnist_ff)
     register("mnist", mnist)
     register("cifar10", cifar10)
     register("hinton-mnist", hinton_mnist)

@@ -102,6 +102,7 @@ def test_a_data_set_without_a_recipe_gets_the_generic_defaults() -> None:
     [
         ("digits", "digits.toml"),
         ("fashion-mnist", "fashion_mnist.toml"),
+        ("fashion-mnist-ff", "fashion_mnist_ff.toml"),
         ("hinton-mnist", "hinton_mnist.toml"),
         ("mnist", "mnist.toml"),
         ("cifar10", "cifar10.toml"),
@@ -112,7 +113,7 @@ def test_recipes_hold_the_settings_of_their_config_files(preset: str, config: st
 
 
 def test_recipes_name_registered_components() -> None:
-    for name in ("digits", "fashion-mnist", "hinton-mnist", "mnist", "cifar10"):
+    for name in ("digits", "fashion-mnist", "fashion-mnist-ff", "hinton-mnist", "mnist", "cifar10"):
         settings = ffcore.get_preset(name)
         assert settings["model"] in ffcore.list_models()
         assert settings["dataset"] in ffcore.list_datasets()
