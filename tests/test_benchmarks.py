@@ -100,20 +100,27 @@ def test_accuracy_control_keeps_ff_layers_at_init_and_trains_the_readout(
     assert row["test_acc"] > 0.5  # a trained read-out on random features, far above chance
 
 
+def accuracy_args(**given: object) -> argparse.Namespace:
+    """``benchmarks/accuracy.py``'s arguments: its defaults on Fashion-MNIST, and ``given``."""
+    defaults = {
+        "dataset": "fashion-mnist",
+        "epochs": 5,
+        "recipe_epochs": None,
+        "use": 1.0,
+        "layers": None,
+        "seed": 0,
+        "device": "cpu",
+        "precision": "fp32",
+        "val_split": None,
+        "ema_decay": None,
+    }
+    return argparse.Namespace(**{**defaults, **given})
+
+
 @pytest.mark.parametrize("val_split", [None, 0.0, 0.2])
 def test_accuracy_val_split_reaches_every_variant(val_split: float | None) -> None:
     accuracy = load_benchmark("accuracy")
-    args = argparse.Namespace(
-        dataset="fashion-mnist",
-        epochs=5,
-        recipe_epochs=None,
-        use=1.0,
-        layers=[4000],
-        seed=1,
-        device="cpu",
-        precision="fp32",
-        val_split=val_split,
-    )
+    args = accuracy_args(layers=[4000], seed=1, val_split=val_split)
     expected = TrainConfig().val_split if val_split is None else val_split
     for variant in ("recipe", "bp", "default"):
         config = accuracy.config_for(variant, args)
@@ -126,18 +133,7 @@ def test_accuracy_val_split_reaches_every_variant(val_split: float | None) -> No
 @pytest.mark.parametrize("ema_decay", [None, 0.0, 0.999])
 def test_accuracy_ema_decay_reaches_every_variant_and_control(ema_decay: float | None) -> None:
     accuracy = load_benchmark("accuracy")
-    args = argparse.Namespace(
-        dataset="fashion-mnist",
-        epochs=5,
-        recipe_epochs=None,
-        use=1.0,
-        layers=None,
-        seed=0,
-        device="cpu",
-        precision="fp32",
-        val_split=None,
-        ema_decay=ema_decay,
-    )
+    args = accuracy_args(ema_decay=ema_decay)
     recipe = accuracy.config_for("recipe", args)
     own = recipe.ema_decay if ema_decay is None else ema_decay
     assert accuracy.control_of(recipe).ema_decay == recipe.ema_decay == own

@@ -1,23 +1,19 @@
-"""Weight averaging (``ema_decay``): what the average holds, when the model holds it, and
-that runs with it resume exactly."""
+"""Weight averaging (``ema_decay``): what the average holds and when the model holds it
+(exact resumes with it: ``test_resume.py``; several processes: ``tests/distributed``)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-import ffcore
 from ffcore.averaging import WeightAverage, warmed_decay
 from ffcore.config import TrainConfig
-from ffcore.errors import InvalidValueError, TrainingInterrupted
-from ffcore.plugin_manager import FFPluginManager
+from ffcore.errors import InvalidValueError
 from ffcore.runs import resume_run, save_run
-from ffcore.training import TrainingRun, build_run, evaluate, train
+from ffcore.training import build_run, evaluate, train
 from tests.core.test_resume import CONFIG, assert_bitwise_equal, final_weights
 
 AVERAGED = {**CONFIG, "ema_decay": 0.9}
@@ -170,55 +166,6 @@ def test_ffc_read_out_trains_on_the_averaged_ff_layers() -> None:
     assert not torch.equal(
         average.training["classifier.weight"], average.averages["classifier.weight"]
     )
-
-
-def test_resume_mid_epoch_with_averaging_is_bitwise_equal(
-    tmp_path: Path, manager: FFPluginManager
-) -> None:
-    reference = build_run(TrainConfig(**AVERAGED))  # type: ignore[arg-type]
-    train(reference)
-    path = tmp_path / "run.pt"
-
-    class StopAt:
-        @ffcore.hookimpl
-        def fflib_batch_end(self, run: TrainingRun) -> None:
-            if run.step == 10:  # epoch 2 (7 batches an epoch), its averages in the model
-                os.kill(os.getpid(), signal.SIGINT)
-
-    manager.register(StopAt(), name="stop-at")
-    run = build_run(TrainConfig(**AVERAGED))  # type: ignore[arg-type]
-    with pytest.raises(TrainingInterrupted):
-        train(run, checkpoint=lambda current: save_run(current, path))
-    manager.unregister("stop-at")
-    resumed = resume_run(path)
-    train(resumed)
-    assert_bitwise_equal(final_weights(resumed), final_weights(reference))
-    assert resumed.average is not None and reference.average is not None
-    assert resumed.average.training is not None and reference.average.training is not None
-    assert_bitwise_equal(resumed.average.training, reference.average.training)
-
-
-def test_resume_between_epochs_with_averaging_is_bitwise_equal(
-    tmp_path: Path, manager: FFPluginManager
-) -> None:
-    reference = build_run(TrainConfig(**AVERAGED))  # type: ignore[arg-type]
-    train(reference)
-    path = tmp_path / "run.pt"
-
-    class Crash:
-        @ffcore.hookimpl
-        def fflib_epoch_end(self, epoch: int) -> None:
-            if epoch == 2:
-                raise RuntimeError("power cut")
-
-    manager.register(Crash(), name="crash")
-    run = build_run(TrainConfig(**{**AVERAGED, "save_every": 2}))  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="power cut"):
-        train(run, checkpoint=lambda current: save_run(current, path))
-    manager.unregister("crash")
-    resumed = resume_run(path)
-    train(resumed)
-    assert_bitwise_equal(final_weights(resumed), final_weights(reference))
 
 
 def test_a_finished_averaged_run_trains_on_from_its_raw_weights(tmp_path: Path) -> None:

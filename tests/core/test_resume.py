@@ -41,12 +41,20 @@ def uninterrupted(**extra: object) -> tuple[dict[str, torch.Tensor], TrainingRun
 
 
 @pytest.mark.parametrize(
-    ("negatives", "precision"), [("random", "fp32"), ("hard", "fp32"), ("random", "bf16")]
+    ("negatives", "precision", "ema_decay"),
+    [
+        ("random", "fp32", 0.0),
+        ("hard", "fp32", 0.0),
+        ("random", "bf16", 0.0),
+        ("random", "fp32", 0.9),
+    ],
 )
 def test_resume_mid_epoch_is_bitwise_equal(
-    negatives: str, precision: str, tmp_path: Path, manager: FFPluginManager
+    negatives: str, precision: str, ema_decay: float, tmp_path: Path, manager: FFPluginManager
 ) -> None:
-    expected, reference = uninterrupted(negatives=negatives, precision=precision)
+    expected, reference = uninterrupted(
+        negatives=negatives, precision=precision, ema_decay=ema_decay
+    )
     path = tmp_path / "run.pt"
 
     class StopAt:
@@ -58,7 +66,7 @@ def test_resume_mid_epoch_is_bitwise_equal(
                 os.kill(os.getpid(), signal.SIGINT)
 
     manager.register(StopAt(), name="stop-at")
-    settings = {**CONFIG, "negatives": negatives, "precision": precision}
+    settings = {**CONFIG, "negatives": negatives, "precision": precision, "ema_decay": ema_decay}
     run = build_run(TrainConfig(**settings))  # type: ignore[arg-type]
     with pytest.raises(TrainingInterrupted) as info:
         train(run, checkpoint=lambda current: save_run(current, path))
@@ -78,10 +86,11 @@ def test_resume_mid_epoch_is_bitwise_equal(
         )
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_after_periodic_save_is_bitwise_equal(
-    tmp_path: Path, manager: FFPluginManager
+    ema_decay: float, tmp_path: Path, manager: FFPluginManager
 ) -> None:
-    expected, _ = uninterrupted()
+    expected, _ = uninterrupted(ema_decay=ema_decay)
     path = tmp_path / "run.pt"
 
     class Crash:
@@ -91,7 +100,8 @@ def test_resume_after_periodic_save_is_bitwise_equal(
                 raise RuntimeError("power cut")
 
     manager.register(Crash(), name="crash")
-    run = build_run(TrainConfig(**{**CONFIG, "save_every": 2}))  # type: ignore[arg-type]
+    settings = {**CONFIG, "save_every": 2, "ema_decay": ema_decay}
+    run = build_run(TrainConfig(**settings))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="power cut"):
         train(run, checkpoint=lambda current: save_run(current, path))
     manager.unregister("crash")

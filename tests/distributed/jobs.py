@@ -57,6 +57,16 @@ class Job:
         return TrainConfig.from_dict({**BASE, **self.settings})
 
 
+#: FF+C averaging its weights, data parallel, its FF layers done after the first epoch.
+DP_AVERAGED: dict[str, Any] = {
+    "model": "ffc",
+    "negatives": "inverse",
+    "parallel": "data",
+    "epochs": 2,
+    "ema_decay": 0.9,
+    "model_options": {"schedule": "joint", "ff_epochs": 1},
+}
+
 JOBS: dict[str, Job] = {
     # data parallel against one process (deterministic negatives)
     "dp-ffnet": Job({"model": "ffnet", "negatives": "inverse", "parallel": "data"}),
@@ -80,27 +90,8 @@ JOBS: dict[str, Job] = {
         overlap=False,
     ),
     # weight averaging: its step hooks fire when a held-back step is taken
-    "dp-ffc-ema": Job(
-        {
-            "model": "ffc",
-            "negatives": "inverse",
-            "parallel": "data",
-            "epochs": 2,
-            "ema_decay": 0.9,
-            "model_options": {"schedule": "joint", "ff_epochs": 1},
-        }
-    ),
-    "dp-ffc-ema-waiting": Job(
-        {
-            "model": "ffc",
-            "negatives": "inverse",
-            "parallel": "data",
-            "epochs": 2,
-            "ema_decay": 0.9,
-            "model_options": {"schedule": "joint", "ff_epochs": 1},
-        },
-        overlap=False,
-    ),
+    "dp-ffc-ema": Job(DP_AVERAGED),
+    "dp-ffc-ema-waiting": Job(DP_AVERAGED, overlap=False),
     "dp-ffrnn": Job(
         {"model": "ffrnn", "negatives": "inverse", "parallel": "data", "layers": [16, 16]}
     ),
