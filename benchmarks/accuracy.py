@@ -99,7 +99,7 @@ def config_for(variant: str, args: argparse.Namespace) -> TrainConfig:
         common["layers"] = args.layers
     if args.val_split is not None:
         common["val_split"] = args.val_split
-    if getattr(args, "ema_decay", None) is not None:
+    if args.ema_decay is not None:
         common["ema_decay"] = args.ema_decay
     settings = VARIANTS[variant]
     if settings is None:

@@ -85,10 +85,8 @@ class WeightAverage:
         self.stepped = [False] * len(self.parts)
         #: The raw weights training continues from, while the model holds the averages.
         self.training: dict[str, Tensor] | None = None
-        self._hooks = [
+        for index, optimizer in enumerate(optimizers):
             optimizer.register_step_post_hook(self._after_step(index))
-            for index, optimizer in enumerate(optimizers)
-        ]
 
     def _after_step(self, index: int) -> Any:
         def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -142,12 +140,6 @@ class WeightAverage:
                 if name in self.training:
                     parameter.copy_(self.training[name])
         self.training = None
-
-    def close(self) -> None:
-        """Remove the optimizers' step hooks."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
 
     def state_dict(self) -> dict[str, Any]:
         """The averages, the raw weights of the trained parts (while the model holds the

@@ -11,8 +11,8 @@ in a single process, or in any number of processes. Rank 0 writes it:
   of the read-out), so every rank sends rank 0 the ``state_dict`` entries and the
   optimizer states it trains, and rank 0 writes the whole model (and the copies of them
   the run's epoch selection holds, the best epoch's and the last's, and the weight
-  average's). Rank 0's random
-  generator is the run's (only the first stage draws negatives).
+  average's). Rank 0's random generator is the run's (only the first stage draws
+  negatives).
 
 Every rank waits until the file is written before it goes on: a launcher stops all
 ranks as soon as one exits with an error status, which would cut the write short.
